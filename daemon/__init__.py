@@ -1,0 +1,1 @@
+"""The control plane: flow language, git sync, store, executor, scheduler, triggers, CLI."""

@@ -1,0 +1,83 @@
+"""The `headwater` command: the one place the parts are built and wired together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from headwater.daemon import defaults
+from headwater.daemon.errors import Diagnostic
+from headwater.daemon.flow.validate import FlowFile
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+def main(verbose: int) -> None:
+    """Headwater: a Git-native, declarative flow orchestrator."""
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--flows-dir",
+    default=defaults.DEFAULT_FLOWS_DIR,
+    show_default=True,
+    help="Root folder of flows inside a repository.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def validate(paths: tuple[Path, ...], flows_dir: str, fmt: str) -> None:
+    """Validate flow files or folders.
+
+    A folder that holds a flows folder (`flows/` by default) is checked as a flows
+    repository: folder = namespace, file name = id, `_files/`, no symbolic links,
+    size limits, and references between flows. Errors print as
+    `path:line:col: error: message`. Exit 0 when valid, 1 when not, 2 on a usage error.
+    """
+    from headwater.daemon.flow.checkpaths import check_paths
+
+    flows, diagnostics = check_paths(paths or (Path("."),), flows_dir)
+    if fmt == "json":
+        report = {
+            "valid": not diagnostics,
+            "flows": len(flows),
+            "errors": [d.to_json() for d in diagnostics],
+        }
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for diagnostic in diagnostics:
+            click.echo(str(diagnostic))
+        click.echo(_summary(flows, diagnostics), err=True)
+    sys.exit(1 if diagnostics else 0)
+
+
+def _summary(flows: list[FlowFile], diagnostics: list[Diagnostic]) -> str:
+    if not diagnostics:
+        return f"{len(flows)} flow(s) valid"
+    files = len({d.position.path for d in diagnostics})
+    return f"{len(diagnostics)} error(s) in {files} file(s); {len(flows)} flow(s) checked"
+
+
+@main.command()
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file."
+)
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of a flow file (for editors' YAML extensions)."""
+    from headwater.daemon.flow.schema import schema_text
+
+    text = schema_text()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")

@@ -1,0 +1,1 @@
+"""The flow language: model, parsing with positions, validation, schema, repository contract."""

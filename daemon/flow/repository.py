@@ -1,0 +1,332 @@
+"""The flows repository contract: folders are namespaces, file names are ids.
+
+`scan` reads a flows folder from disk, checks the contract of DESIGN.md (folder names,
+`_files/`, no symbolic links, size limits, one file per id, `namespace:` and `id:`
+equal to where the file is), validates every flow, and checks references between
+flows (a subflow or flow trigger naming a flow that does not exist).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any, TypeGuard
+
+import pathspec
+
+from headwater.daemon import defaults
+from headwater.daemon.errors import Diagnostic, Position
+from headwater.daemon.flow import registry as reg
+from headwater.daemon.flow.validate import FlowFile, validate_text
+from headwater.daemon.flow.walk import iter_tasks
+from headwater.daemon.yamlsource import format_path
+
+FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+@dataclass
+class FlowsTree:
+    """What a flows folder holds, and every problem found in it."""
+
+    flows: list[FlowFile] = field(default_factory=list)
+    namespace_files: dict[str, list[str]] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def all_diagnostics(self) -> list[Diagnostic]:
+        found = [*self.diagnostics, *(d for f in self.flows for d in f.diagnostics)]
+        return sorted(set(found), key=Diagnostic.sort_key)
+
+    @property
+    def valid(self) -> bool:
+        return not self.all_diagnostics
+
+
+@dataclass(frozen=True)
+class Located:
+    """A flow file found on disk: where it is and what it must declare."""
+
+    path: FsPath
+    display: str
+    namespace: str | None
+    flow_id: str | None
+
+
+def load_ignore(repo_root: FsPath) -> pathspec.GitIgnoreSpec | None:
+    ignore = repo_root / defaults.IGNORE_FILE
+    if not ignore.is_file():
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(ignore.read_text(encoding="utf-8").splitlines())
+
+
+def scan(repo_root: FsPath, flows_dir: str = defaults.DEFAULT_FLOWS_DIR) -> FlowsTree:
+    """Validate the flows folder `repo_root/flows_dir` against the repository contract."""
+    tree = FlowsTree()
+    ignore = load_ignore(repo_root)
+    located: list[Located] = []
+    top = repo_root / flows_dir
+    for entry in _walk(top, repo_root, ignore, tree):
+        _classify(entry, repo_root, top, tree, located)
+    _check_duplicate_ids(located, tree)
+    for item in located:
+        tree.flows.append(validate_located(item))
+    check_references(tree.flows, tree_diagnostics=tree.diagnostics)
+    return tree
+
+
+def _rel(path: FsPath, root: FsPath) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _walk(
+    top: FsPath, repo_root: FsPath, ignore: pathspec.GitIgnoreSpec | None, tree: FlowsTree
+) -> Iterator[os.DirEntry[str]]:
+    """Every file under `top` (sorted, symlinks reported and never followed)."""
+    try:
+        entries = sorted(os.scandir(top), key=lambda e: e.name)
+    except OSError as exc:
+        tree.diagnostics.append(Diagnostic(Position(_rel(top, repo_root)), f"cannot read: {exc}"))
+        return
+    for entry in entries:
+        rel = _rel(FsPath(entry.path), repo_root)
+        if ignore is not None and ignore.match_file(
+            rel + ("/" if entry.is_dir(follow_symlinks=False) else "")
+        ):
+            continue
+        if entry.is_symlink():
+            tree.diagnostics.append(
+                Diagnostic(
+                    Position(rel),
+                    "symbolic links are not allowed in the flows folder "
+                    "(Headwater never follows them); replace it with the file itself",
+                )
+            )
+        elif entry.is_dir(follow_symlinks=False):
+            if entry.name == ".git" or (os.path.exists(os.path.join(entry.path, ".git"))):
+                continue  # a submodule
+            yield from _walk(FsPath(entry.path), repo_root, ignore, tree)
+        elif stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+            yield entry
+
+
+def _classify(
+    entry: os.DirEntry[str], repo_root: FsPath, top: FsPath, tree: FlowsTree, out: list[Located]
+) -> None:
+    path = FsPath(entry.path)
+    rel = _rel(path, repo_root)
+    parts = path.relative_to(top).parts
+    folders, name = parts[:-1], parts[-1]
+    if defaults.NAMESPACE_FILES_DIR in folders:
+        _namespace_file(entry, rel, folders, tree)
+        return
+    if name.startswith(".") or not name.endswith(defaults.FLOW_FILE_SUFFIXES):
+        return  # README.md, .gitkeep and the like live beside flows without meaning
+    problems = [
+        f"folder '{folder}' is not a valid namespace segment: use lower-case letters, digits, "
+        "_ and - (it must match ^[a-z0-9][a-z0-9_-]*$; nesting makes the dots)"
+        for folder in folders
+        if not FOLDER_NAME.fullmatch(folder)
+    ]
+    if not folders:
+        problems.append(
+            "a flow file must be in a namespace folder, e.g. "
+            f"{_rel(top, repo_root)}/company/team/{name}"
+        )
+    if problems:
+        tree.diagnostics += [Diagnostic(Position(rel), p) for p in problems]
+        return
+    flow_id = name.rsplit(".", 1)[0]
+    out.append(Located(path, rel, ".".join(folders), flow_id))
+
+
+def _namespace_file(
+    entry: os.DirEntry[str], rel: str, folders: tuple[str, ...], tree: FlowsTree
+) -> None:
+    index = folders.index(defaults.NAMESPACE_FILES_DIR)
+    if index == 0:
+        tree.diagnostics.append(
+            Diagnostic(
+                Position(rel),
+                "_files/ must be inside a namespace folder (flows/<namespace>/_files/)",
+            )
+        )
+        return
+    size = entry.stat(follow_symlinks=False).st_size
+    if size > defaults.MAX_NAMESPACE_FILE_BYTES:
+        tree.diagnostics.append(
+            Diagnostic(
+                Position(rel),
+                f"namespace file is {size} bytes; the limit is "
+                f"{defaults.MAX_NAMESPACE_FILE_BYTES} bytes (10 MiB)",
+            )
+        )
+        return
+    namespace = ".".join(folders[:index])
+    inner = "/".join((*folders[index + 1 :], FsPath(entry.path).name))
+    tree.namespace_files.setdefault(namespace, []).append(inner)
+
+
+def _check_duplicate_ids(located: list[Located], tree: FlowsTree) -> None:
+    seen: dict[tuple[str | None, str | None], Located] = {}
+    for item in located:
+        key = (item.namespace, item.flow_id)
+        if key in seen:
+            tree.diagnostics.append(
+                Diagnostic(
+                    Position(item.display),
+                    f"flow {item.namespace}.{item.flow_id} is defined "
+                    f"twice: {seen[key].display} and {item.display}; keep one of them",
+                )
+            )
+        else:
+            seen[key] = item
+
+
+def validate_located(item: Located) -> FlowFile:
+    """Validate one flow file and check it declares the namespace and id of its place."""
+    try:
+        size = item.path.stat().st_size
+        if size > defaults.MAX_FLOW_FILE_BYTES:
+            return _file_error(
+                item,
+                f"flow file is {size} bytes; the limit is "
+                f"{defaults.MAX_FLOW_FILE_BYTES} bytes (1 MiB)",
+            )
+        text = item.path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return _file_error(item, f"flow file is not UTF-8 text: {exc.reason} at byte {exc.start}")
+    except OSError as exc:
+        return _file_error(item, f"cannot read: {exc.strerror}")
+    return validate_placed(text, item)
+
+
+def validate_placed(text: str, item: Located) -> FlowFile:
+    result = validate_text(text, item.display)
+    raw = result.raw
+    if isinstance(raw, dict) and result.source is not None:
+        extra = list(_identity_problems(raw, item))
+        if extra:
+            result.diagnostics = sorted(
+                {*result.diagnostics, *(result.source.error(p, m) for p, m in extra)},
+                key=Diagnostic.sort_key,
+            )
+            result.flow = None
+    return result
+
+
+def _identity_problems(raw: dict[str, Any], item: Located) -> Iterator[tuple[tuple[str], str]]:
+    namespace, flow_id = raw.get("namespace"), raw.get("id")
+    if item.namespace is not None and isinstance(namespace, str) and namespace != item.namespace:
+        folder = item.display.rsplit("/", 1)[0]
+        yield (
+            ("namespace",),
+            (
+                f"namespace: '{namespace}' does not match the folder {folder}/, which is namespace "
+                f"'{item.namespace}'; change it to namespace: {item.namespace} or move the file"
+            ),
+        )
+    if item.flow_id is not None and isinstance(flow_id, str) and flow_id != item.flow_id:
+        name = item.display.rsplit("/", 1)[-1]
+        suffix = name[len(item.flow_id) :]
+        yield (
+            ("id",),
+            (
+                f"id: '{flow_id}' does not match the file name {name}; change it to id: "
+                f"{item.flow_id} or rename the file to {flow_id}{suffix}"
+            ),
+        )
+
+
+def _file_error(item: Located, message: str) -> FlowFile:
+    return FlowFile(item.display, None, None, [Diagnostic(Position(item.display, 1, 1), message)])
+
+
+# -- references between flows -------------------------------------------------------------
+
+
+def check_references(
+    flows: Iterable[FlowFile],
+    known: set[tuple[str, str]] | None = None,
+    tree_diagnostics: list[Diagnostic] | None = None,
+) -> None:
+    """Add an error to each flow that names a flow that does not exist.
+
+    `known` is the set of (namespace, id) that exist; by default the flows given
+    (parsed far enough to read their namespace and id).
+    """
+    flows = list(flows)
+    if known is None:
+        known = {
+            (f.raw["namespace"], f.raw["id"])
+            for f in flows
+            if isinstance(f.raw, dict)
+            and isinstance(f.raw.get("namespace"), str)
+            and isinstance(f.raw.get("id"), str)
+        }
+    for flow_file in flows:
+        raw, doc = flow_file.raw, flow_file.source
+        if not isinstance(raw, dict) or doc is None:
+            continue
+        found = [doc.error(path, message) for path, message in _missing_references(raw, known)]
+        if found:
+            flow_file.diagnostics = sorted(
+                {*flow_file.diagnostics, *found}, key=Diagnostic.sort_key
+            )
+            flow_file.flow = None
+
+
+Reference = tuple[tuple[str | int, ...], str, str, str]
+
+
+def references(raw: dict[str, Any]) -> Iterator[Reference]:
+    """(path, kind, namespace, flow id) of every literal reference to another flow."""
+    for path, task in iter_tasks(raw):
+        if _short(task, "task") == "core.flow.Subflow":
+            yield from _reference(path, "subflow", task)
+    triggers = raw.get("triggers")
+    for i, trig in enumerate(triggers if isinstance(triggers, list) else []):
+        if _short(trig, "trigger") != "core.trigger.Flow":
+            continue
+        conditions = trig.get("conditions")
+        for j, cond in enumerate(conditions if isinstance(conditions, list) else []):
+            if _short(cond, "condition") == "core.condition.ExecutionFlow":
+                yield from _reference(("triggers", i, "conditions", j), "flow trigger", cond)
+        pre = trig.get("preconditions")
+        upstream = pre.get("flows") if isinstance(pre, dict) else None
+        for j, item in enumerate(upstream if isinstance(upstream, list) else []):
+            where = ("triggers", i, "preconditions", "flows", j)
+            yield from _reference(where, "flow trigger", item)
+
+
+def _short(item: Any, kind: reg.Kind) -> str | None:
+    entry = reg.REGISTRY.resolve(item.get("type"), kind) if isinstance(item, dict) else None
+    return entry.short if entry else None
+
+
+def _reference(path: tuple[str | int, ...], kind: str, item: Any) -> Iterator[Reference]:
+    if isinstance(item, dict):
+        namespace, flow_id = item.get("namespace"), item.get("flowId")
+        if _literal(namespace) and _literal(flow_id):
+            yield path, kind, namespace, flow_id
+
+
+def _literal(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and "{{" not in value and "{%" not in value
+
+
+def _missing_references(
+    raw: dict[str, Any], known: set[tuple[str, str]]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    for path, kind, namespace, flow_id in references(raw):
+        if (namespace, flow_id) not in known:
+            yield (
+                path,
+                (
+                    f"{format_path(path)}: {kind} names flow {namespace}.{flow_id}, "
+                    "which does not exist in the flows folder"
+                ),
+            )

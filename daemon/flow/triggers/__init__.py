@@ -1,0 +1,1 @@
+"""Trigger and condition types: one module per family."""

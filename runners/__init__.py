@@ -1,0 +1,1 @@
+"""Where a task's command runs: process and docker runners. Knows nothing of flows."""

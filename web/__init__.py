@@ -1,0 +1,1 @@
+"""The Flask status page and JSON API."""
