@@ -81,3 +81,7 @@ def schema(output: Path | None) -> None:
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

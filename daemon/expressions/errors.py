@@ -59,3 +59,7 @@ class ExpressionError(HeadwaterError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.message, self.expression, self.offset))
+
+
+class BudgetExceeded(ExpressionError):
+    """A render that ran out of steps, time, output size or render() depth."""

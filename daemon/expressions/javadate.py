@@ -20,10 +20,21 @@ from .errors import ExpressionError
 
 Field = Callable[[datetime], str]
 
-MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
-DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _ORDINALS = ("1st", "2nd", "3rd", "4th")
 _RESERVED = "#{}"
 

@@ -64,20 +64,19 @@ def tokenize(source: str, pos: int, opener: int) -> tuple[list[Token], Token]:
         found = match(source, pos)
         if found is None:
             raise _no_token(source, pos, opener)
-        kind = found.lastgroup
-        start = found.start(kind)
-        pos = found.end()
+        kind = found.lastgroup or ""
+        start, pos = found.span(kind)
         if kind == NAME:
-            append((NAME, found.group(kind), start, pos))
+            append((NAME, source[start:pos], start, pos))
         elif kind == OP:
-            text = found.group(kind)
+            text = source[start:pos]
             if text == "{":
                 braces += 1
             elif text == "}":
                 braces -= 1
             append((OP, text, start, pos))
         elif kind == CLOSE:
-            text = found.group(kind)
+            text = source[start:pos]
             if braces > 0 and text[0] == "}":
                 # `}}` that ends a map literal inside the expression, not the tag.
                 braces -= 1
@@ -86,11 +85,11 @@ def tokenize(source: str, pos: int, opener: int) -> tuple[list[Token], Token]:
                 continue
             return tokens, (CLOSE, text, start, pos)
         elif kind == STRING:
-            append((STRING, string_value(found.group(kind)), start, pos))
+            append((STRING, string_value(source[start:pos]), start, pos))
         elif kind == INT:
-            append((INT, int(found.group(kind)), start, pos))
+            append((INT, int(source[start:pos]), start, pos))
         else:
-            append((FLOAT, float(found.group(kind)), start, pos))
+            append((FLOAT, float(source[start:pos]), start, pos))
 
 
 def _no_token(source: str, pos: int, opener: int) -> ExpressionSyntaxError:

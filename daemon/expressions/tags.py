@@ -24,8 +24,27 @@ MAX_BLOCK_DEPTH = 50  # `{% if %}` / `{% for %}` blocks open at once
 _OPEN = re.compile(r"\{[{%#]")
 _END_RAW = re.compile(r"\{%(-?)\s*end(raw|verbatim)\s*(-?)%\}")
 _UNSUPPORTED = frozenset(
-    "autoescape block cache embed extends filter flush from import include macro parallel"
-    " endautoescape endblock endcache endembed endfilter endmacro endparallel".split()
+    [
+        "autoescape",
+        "block",
+        "cache",
+        "embed",
+        "extends",
+        "filter",
+        "flush",
+        "from",
+        "import",
+        "include",
+        "macro",
+        "parallel",
+        "endautoescape",
+        "endblock",
+        "endcache",
+        "endembed",
+        "endfilter",
+        "endmacro",
+        "endparallel",
+    ]
 )
 
 
@@ -50,16 +69,6 @@ class _TemplateParser:
         self.body = self.root
         self.stack: list[_Block] = []
         self.trim_next = False
-        self.tags: dict[str, Callable[[int, int, ExpressionParser], None]] = {
-            "if": self.open_if,
-            "elseif": self.elseif,
-            "elif": self.elseif,
-            "else": self.otherwise,
-            "endif": self.close_block,
-            "for": self.open_for,
-            "endfor": self.close_block,
-            "set": self.assign,
-        }
 
     def error(self, message: str, offset: int) -> NoReturn:
         raise ExpressionSyntaxError(message, self.source, offset)
@@ -140,12 +149,12 @@ class _TemplateParser:
         if word in ("raw", "verbatim"):
             parser.expect_end()
             return self.raw(start, close)
-        handler = self.tags.get(word)
+        handler = _TAGS.get(word)
         if handler is None:
             if word in _UNSUPPORTED:
                 self.error(f"tag '{word}' is not supported", offset)
-            self.error(f"unknown tag '{word}'{suggestion(word, self.tags)}", offset)
-        handler(start, close[3], parser)
+            self.error(f"unknown tag '{word}'{suggestion(word, _TAGS)}", offset)
+        handler(self, start, close[3], parser)
         parser.expect_end()
         self.trim_next = close[1][0] == "-"
         return close[3]
@@ -234,6 +243,18 @@ class _TemplateParser:
         name = parser.expect_name("a variable name")[1]
         parser.expect_op("=")
         self.body.append(Set(name, parser.expression(), start, end))
+
+
+_TAGS: dict[str, Callable[[_TemplateParser, int, int, ExpressionParser], None]] = {
+    "if": _TemplateParser.open_if,
+    "elseif": _TemplateParser.elseif,
+    "elif": _TemplateParser.elseif,
+    "else": _TemplateParser.otherwise,
+    "endif": _TemplateParser.close_block,
+    "for": _TemplateParser.open_for,
+    "endfor": _TemplateParser.close_block,
+    "set": _TemplateParser.assign,
+}
 
 
 def _opened(source: str, offset: int) -> str:

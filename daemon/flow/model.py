@@ -164,7 +164,7 @@ def _rebuild() -> None:
         "AnyCondition": AnyCondition,
         "AnyRunner": AnyRunner,
     }
-    models: list[type[BaseModel]] = [e.model for e in reg.REGISTRY._entries]
+    models: list[type[BaseModel]] = []
     for module in (task_pkg, trigger_pkg):
         for info in pkgutil.iter_modules(module.__path__):
             mod = importlib.import_module(f"{module.__name__}.{info.name}")

@@ -58,7 +58,8 @@ class Registry:
         return entry
 
     def entries(self, kind: Kind) -> list[TypeEntry]:
-        return [e for e in self._entries if e.kind == kind]
+        """Entries of a kind, by short name (not by import order, which varies)."""
+        return sorted((e for e in self._entries if e.kind == kind), key=lambda e: e.short)
 
     def suggest(self, name: str, kind: Kind, limit: int = 3) -> list[str]:
         """Nearest known type names: same short name first, then by spelling."""

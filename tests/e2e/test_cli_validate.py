@@ -1,0 +1,106 @@
+"""`headwater validate` and `headwater schema`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "flows-repo-template"
+
+
+def headwater(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "headwater.daemon.cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_template_repository_is_valid() -> None:
+    result = headwater("validate", str(TEMPLATE), cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert "flow(s) valid" in result.stderr
+
+
+def test_errors_are_printed_one_a_line_and_exit_1(tmp_path: Path) -> None:
+    shutil.copytree(TEMPLATE, tmp_path / "repo")
+    bad = tmp_path / "repo/flows/tutorial/broken.yaml"
+    bad.write_text(
+        "id: broken\n"
+        "namespace: tutorial\n"
+        "tasks:\n"
+        "  - id: a\n"
+        "    type: core.log.Log\n"
+        "    mesage: hi\n"
+        "  - id: b\n"
+        "    type: core.flow.Sleep\n"
+        "    duration: 5 minutes\n"
+    )
+    result = headwater("validate", ".", cwd=tmp_path / "repo")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "flows/tutorial/broken.yaml:4:5: error: tasks[0] (core.log.Log): missing required "
+        "property 'message'",
+        "flows/tutorial/broken.yaml:6:5: error: tasks[0] (core.log.Log): unknown property "
+        "'mesage'; did you mean 'message'? (known properties: allowFailure, description, "
+        "disabled, id, level, logLevel, message, retry, runIf, timeout, type)",
+        "flows/tutorial/broken.yaml:9:15: error: tasks[1].duration: must be an ISO-8601 "
+        "duration like PT30S, PT5M, PT1H30M or P1D, got string '5 minutes'",
+    ]
+    assert "3 error(s) in 1 file(s); 2 flow(s) checked" in result.stderr
+
+
+def test_json_format(tmp_path: Path) -> None:
+    flow = tmp_path / "f.yaml"
+    flow.write_text("id: f\nnamespace: n\ntasks:\n  - id: x\n    type: core.log.Log\n")
+    result = headwater("validate", "--format", "json", str(flow), cwd=tmp_path)
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report == {
+        "valid": False,
+        "flows": 1,
+        "errors": [
+            {
+                "path": "f.yaml",
+                "line": 4,
+                "column": 5,
+                "severity": "error",
+                "field": "tasks[0]",
+                "message": "tasks[0] (core.log.Log): missing required property 'message'",
+            }
+        ],
+    }
+
+
+def test_a_single_file_in_a_flows_folder_is_checked_against_its_place(tmp_path: Path) -> None:
+    flow = tmp_path / "flows/sales/daily.yaml"
+    flow.parent.mkdir(parents=True)
+    flow.write_text(
+        "id: nightly\nnamespace: sales\ntasks:\n  - id: x\n    type: core.log.Log\n"
+        "    message: hi\n"
+    )
+    result = headwater("validate", "flows/sales/daily.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "id: 'nightly' does not match the file name daily.yaml" in result.stdout
+
+
+def test_usage_error_exits_2(tmp_path: Path) -> None:
+    result = headwater("validate", "does-not-exist", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+
+
+def test_schema_command_prints_the_committed_schema(tmp_path: Path) -> None:
+    result = headwater("schema", cwd=tmp_path)
+    assert result.returncode == 0
+    committed = (TEMPLATE / ".headwater/flow.schema.json").read_text()
+    assert result.stdout == committed
+    assert json.loads(result.stdout)["title"] == "Headwater flow"
+
+
+def test_help_lists_the_commands() -> None:
+    result = headwater("--help", cwd=ROOT)
+    assert result.returncode == 0
+    assert "validate" in result.stdout and "schema" in result.stdout
