@@ -70,9 +70,7 @@ TASKS = [
 
 
 def flow_text(n: int, namespace: str) -> str:
-    tasks = "".join(
-        TASKS[i % len(TASKS)].format(i=i, table=f"table_{n}_{i}") for i in range(7)
-    )
+    tasks = "".join(TASKS[i % len(TASKS)].format(i=i, table=f"table_{n}_{i}") for i in range(7))
     return f"""id: flow_{n}
 namespace: {namespace}
 description: |
@@ -128,11 +126,15 @@ def main() -> None:
         for diagnostic in tree.all_diagnostics[:10]:
             print(diagnostic, file=sys.stderr)
         raise SystemExit("the generated flows should be valid")
-    print(f"flows:            {len(tree.flows)} in 100 namespaces, {size / len(tree.flows):.0f} bytes a file")
+    print(
+        f"flows:            {len(tree.flows)} in 100 namespaces, {size / len(tree.flows):.0f} bytes a file"
+    )
     print(f"libyaml:          {'yes' if yamlsource.LIBYAML else 'NO (pure-Python PyYAML)'}")
     print(f"wall time:        {elapsed:.2f} s ({cpu:.2f} s CPU, one core)")
     print(f"flows per second: {len(tree.flows) / elapsed:.0f}")
-    print(f"peak memory:      {rss_after / 1024:.0f} MiB (max RSS; {rss_before / 1024:.0f} MiB before validating)")
+    print(
+        f"peak memory:      {rss_after / 1024:.0f} MiB (max RSS; {rss_before / 1024:.0f} MiB before validating)"
+    )
 
 
 if __name__ == "__main__":

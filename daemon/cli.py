@@ -83,5 +83,48 @@ def schema(output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
 
 
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-i", "--input", "inputs", multiple=True, help="An input: name=value (name=@path for a file)."
+)
+@click.option(
+    "--flows-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Root folder of flows, for subflows (default: the flows/ folder FILE is in).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the store, logs and files here (default: a temporary folder).",
+)
+def run(file: Path, inputs: tuple[str, ...], flows_dir: Path | None, data_dir: Path | None) -> None:
+    """Run one flow once on this machine, with live progress.
+
+    Exit 0 when the execution ends SUCCESS or WARNING, 1 otherwise (or when its
+    inputs are refused: nothing runs then). Ctrl-C kills the execution cleanly.
+    """
+    from headwater.daemon.engine.inputs import InputsRefused
+    from headwater.daemon.errors import HeadwaterError, ValidationFailed
+    from headwater.daemon.localrun import parse_input_flags, run_local
+
+    try:
+        given = parse_input_flags(inputs)
+    except (ValueError, OSError) as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        status = run_local(file, given, flows_dir, data_dir)
+    except InputsRefused as exc:
+        click.echo(f"inputs refused, nothing was run:\n{exc}", err=True)
+        status = 1
+    except ValidationFailed as exc:
+        click.echo(str(exc), err=True)
+        status = 1
+    except HeadwaterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        status = 1
+    sys.exit(status)
+
+
 if __name__ == "__main__":
     main()

@@ -191,6 +191,8 @@ def _from_yaml_error(exc: yaml.MarkedYAMLError, path: str) -> ValidationFailed:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     parts = [p for p in (exc.context, exc.problem) if p]
+    if "cannot start any token" in " ".join(parts):
+        parts.append("quote a value that starts with @ or `")
     if "expected a single document" in " ".join(parts):
         parts = ["a flow file holds exactly one YAML document (found a second '---')"]
     return _fail(path, line, col, "invalid YAML: " + "; ".join(parts))
@@ -245,9 +247,7 @@ class _Builder:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
-                raise self._error(
-                    key_node, "a mapping key must be a plain value, not a list or map"
-                )
+                raise self._error(key_node, _bad_key_message(key_node))
             if key_node.tag == f"{_TAG}merge":
                 raise self._error(
                     key_node, "merge keys ('<<') are not supported; write the keys out"
@@ -280,6 +280,8 @@ class _Builder:
             return None
         if tag == _BOOL:
             return value.lower() in ("true", "yes", "on", "y")
+        if ":" in value and tag in (_INT, _FLOAT):
+            return value  # YAML 1.1 reads 18:00:00 as the number 64800; people mean a time
         if tag == _INT:
             try:
                 return int(value)
@@ -297,6 +299,16 @@ class _Builder:
 
 
 _CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def _bad_key_message(node: Node) -> str:
+    message = "a mapping key must be a plain value, not a list or map"
+    if isinstance(node, MappingNode) and node.flow_style:
+        message += (
+            " (an unquoted {{ … }} reads as a YAML map: quote the value, "
+            'e.g. message: "{{ inputs.name }}")'
+        )
+    return message
 
 
 def _children(node: Node) -> Iterator[Node]:

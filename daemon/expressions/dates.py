@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ExpressionError
-from .javadate import format_java
+from .javadate import compile_pattern, format_java
 from .values import as_aware, format_datetime, is_number, type_name
 
 _OFFSET = re.compile(r"(?:UTC|GMT)?([+-])(\d{1,2})(?::?(\d{2}))?")
@@ -92,6 +92,21 @@ _NAMED_FORMATS = {
     "sql": "yyyy-MM-dd HH:mm:ss",
 }
 _ISO_NAMES = frozenset({"iso", "iso8601", "iso_date_time", "iso_offset_date_time"})
+
+
+def check_arguments(literals: dict[str, Any]) -> None:
+    """Parse-time check of the literal `format`, `timeZone` and `unit` of a date filter."""
+    pattern = literals.get("format")
+    if isinstance(pattern, str):
+        lowered = pattern.lower()
+        if lowered not in _ISO_NAMES and lowered != "iso_instant":
+            compile_pattern(_NAMED_FORMATS.get(lowered, pattern))
+    time_zone = literals.get("timeZone")
+    if isinstance(time_zone, str):
+        zone(time_zone)
+    unit = literals.get("unit")
+    if isinstance(unit, str) and unit.upper() not in UNITS:
+        raise ExpressionError(f"unknown date unit {unit!r}; use one of {', '.join(UNITS)}")
 
 
 def format_date(value: Any, pattern: Any, time_zone: Any) -> str:

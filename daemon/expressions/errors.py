@@ -63,3 +63,7 @@ class ExpressionError(HeadwaterError):
 
 class BudgetExceeded(ExpressionError):
     """A render that ran out of steps, time, output size or render() depth."""
+
+
+class UndefinedError(ExpressionError):
+    """An undefined value was used; `??` and `???` recover from it (as Kestra's do)."""

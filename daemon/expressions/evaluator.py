@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .context import RenderContext
-from .errors import BudgetExceeded, ExpressionError, ExpressionSyntaxError
+from .errors import BudgetExceeded, ExpressionError, ExpressionSyntaxError, UndefinedError
 from .nodes import (
     Attr,
     Binary,
@@ -40,6 +40,7 @@ from .nodes import (
     Unary,
 )
 from .operators import BINARY, negate, positive
+from .runtime import Runtime
 from .values import MISSING, Undefined, equal, is_list, is_number, to_text, truthy, type_name
 
 CHECK_EVERY = 256  # steps between two looks at the clock
@@ -207,10 +208,8 @@ class Evaluation:
             raise result.error()
         return result
 
-    def span(self, node: Expr) -> str:
-        if isinstance(node, Name | Attr | Item):
-            return self.source[node.start : node.end]
-        return "the value"
+    def span(self, node: Name | Attr | Item) -> str:
+        return self.source[node.start : node.end]
 
 
 # -- statements ------------------------------------------------------------------------
@@ -358,7 +357,7 @@ def _lookup(ev: Evaluation, node: Attr | Item, obj: Any, key: Any) -> Any:
     """The slow path of `.key` and `[key]`: the found value, or an Undefined saying why."""
     if isinstance(obj, Undefined):
         return Undefined(ev.span(node), obj.reason)
-    base = ev.span(node.obj)
+    base = ev.source[node.start : node.split].strip()
     if isinstance(obj, Mapping):
         found = _key_lookup(obj, key)
         if found is not MISSING:
@@ -398,7 +397,8 @@ def _missing_key(base: str, obj: Mapping[Any, Any], key: Any) -> str:
 def _call(ev: Evaluation, node: Call) -> Any:
     args = [ev.value(arg) for arg in node.args]
     kwargs = {name: ev.value(arg) for name, arg in node.kwargs.items()}
-    return node.function(ev, *args, **kwargs)
+    runtime: Runtime = ev  # what a function may see of the render
+    return node.function(runtime, *args, **kwargs)
 
 
 def _filter(ev: Evaluation, node: Filter) -> Any:
@@ -407,8 +407,9 @@ def _filter(ev: Evaluation, node: Filter) -> Any:
         raise value.error()
     args = [ev.value(arg) for arg in node.args]
     kwargs = {name: ev.value(arg) for name, arg in node.kwargs.items()}
+    runtime: Runtime = ev  # what a filter may see of the render
     try:
-        return node.function(ev, value, *args, **kwargs)
+        return node.function(runtime, value, *args, **kwargs)
     except BudgetExceeded:
         raise
     except ExpressionError as exc:
@@ -442,7 +443,10 @@ def _logical(ev: Evaluation, node: Logical) -> Any:
         return truthy(ev.eval(node.left)) and truthy(ev.eval(node.right))
     if op == "or":
         return truthy(ev.eval(node.left)) or truthy(ev.eval(node.right))
-    left = ev.eval(node.left)
+    try:
+        left = ev.eval(node.left)
+    except UndefinedError:  # `outputs.x.rows + 1 ?? 0`: any undefined on the left
+        return ev.eval(node.right)
     if type(left) is Undefined or (op == "??" and left is None):
         return ev.eval(node.right)
     return left

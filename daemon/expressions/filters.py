@@ -135,6 +135,7 @@ def split(rt: Runtime, value: Any, delimiter: Any, limit: Any = None) -> list[st
     if sep not in text:
         return [text]
     parts = text.split(sep)
+    rt.charge(len(parts))
     while parts and not parts[-1]:
         parts.pop()
     return parts
@@ -162,7 +163,9 @@ def _substring(before: bool, last: bool) -> Callable[[Runtime, Any, Any], str]:
 
 
 def urlencode(rt: Runtime, value: Any) -> str:
-    return quote_plus(_scalar_text(rt, value), safe="*")
+    encoded = quote_plus(_scalar_text(rt, value), safe="*")
+    rt.check_size(len(encoded))
+    return encoded
 
 
 def string(rt: Runtime, value: Any) -> str:
@@ -199,10 +202,10 @@ def b64decode(rt: Runtime, value: Any) -> str:
 # -- collections -------------------------------------------------------------------
 
 
-def default(rt: Runtime, value: Any, fallback: Any) -> Any:
-    """Pebble's `default`: `fallback` when the value is undefined, null or empty."""
+def default(rt: Runtime, value: Any, default: Any) -> Any:
+    """Pebble's `default`: `default` when the value is undefined, null or empty."""
     if isinstance(value, Undefined) or is_empty(value):
-        return fallback
+        return default
     return value
 
 
@@ -216,6 +219,7 @@ def length(rt: Runtime, value: Any) -> int:
 
 def join(rt: Runtime, value: Any, separator: Any = "") -> str:
     items, sep = _list(value), _scalar_text(rt, separator)
+    rt.charge(len(items))
     parts: list[str] = []
     size = 0
     for item in items:
@@ -242,34 +246,39 @@ def last(rt: Runtime, value: Any) -> Any:
 
 def keys(rt: Runtime, value: Any) -> list[Any]:
     if isinstance(value, Mapping):
+        rt.charge(len(value))
         return list(value.keys())
     raise ExpressionError(f"expects a map, got {type_name(value)}")
 
 
 def values(rt: Runtime, value: Any) -> list[Any]:
     if isinstance(value, Mapping):
+        rt.charge(len(value))
         return list(value.values())
     raise ExpressionError(f"expects a map, got {type_name(value)}")
 
 
-def _sortable(items: list[Any] | tuple[Any, ...]) -> list[Any]:
+def _sortable(rt: Runtime, items: list[Any] | tuple[Any, ...]) -> list[Any]:
+    rt.charge(len(items))
     if all(isinstance(i, str) for i in items) or all(is_number(i) for i in items):
         return list(items)
     raise ExpressionError("can only sort a list of texts or a list of numbers")
 
 
 def sort(rt: Runtime, value: Any) -> list[Any]:
-    return sorted(_sortable(_list(value)))
+    return sorted(_sortable(rt, _list(value)))
 
 
 def rsort(rt: Runtime, value: Any) -> list[Any]:
-    return sorted(_sortable(_list(value)), reverse=True)
+    return sorted(_sortable(rt, _list(value)), reverse=True)
 
 
 def reverse(rt: Runtime, value: Any) -> Any:
     if isinstance(value, str):
         return value[::-1]
-    return list(reversed(_list(value)))
+    items = _list(value)
+    rt.charge(len(items))
+    return list(reversed(items))
 
 
 def unique(rt: Runtime, value: Any) -> list[Any]:
@@ -281,26 +290,32 @@ def unique(rt: Runtime, value: Any) -> list[Any]:
     return kept
 
 
-def slice_(rt: Runtime, value: Any, start: Any = 0, end: Any = None) -> Any:
-    begin = _int(start, "start")
-    stop = None if end is None else _int(end, "end")
+def slice_(rt: Runtime, value: Any, fromIndex: Any = 0, toIndex: Any = None) -> Any:
+    """Pebble's `slice(fromIndex, toIndex)` of a list or a text."""
+    begin = _int(fromIndex, "fromIndex")
+    stop = None if toIndex is None else _int(toIndex, "toIndex")
     if isinstance(value, str):
         return value[begin:stop]
-    return list(_list(value)[begin:stop])
+    items = _list(value)[begin:stop]
+    rt.charge(len(items))
+    return list(items)
 
 
 def chunk(rt: Runtime, value: Any, size: Any) -> list[list[Any]]:
     items, step = _list(value), _int(size, "size")
     if step < 1:
         raise ExpressionError("size must be at least 1")
+    rt.charge(len(items))
     return [list(items[i : i + step]) for i in range(0, len(items), step)]
 
 
 def merge(rt: Runtime, value: Any, other: Any) -> Any:
     if isinstance(value, Mapping) and isinstance(other, Mapping):
+        rt.charge(len(value) + len(other))
         return {**value, **other}
     left, right = _list(value), _list(other)
     rt.check_size(len(left) + len(right))
+    rt.charge(len(left) + len(right))
     return [*left, *right]
 
 
@@ -425,3 +440,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "values": values,
 }
 LENIENT = frozenset({"default"})  # filters that receive undefined values instead of failing
+
+# Checks of literal arguments at parse time (a bad pattern is a validation error).
+LITERAL_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "date": dates.check_arguments,
+    "dateAdd": dates.check_arguments,
+}

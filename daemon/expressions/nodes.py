@@ -44,21 +44,23 @@ class Name(Expr):
 
 @dataclass(slots=True, eq=False)
 class Attr(Expr):
-    """`obj.name` (or `obj.0` on a list)."""
+    """`obj.name` (or `obj.0` on a list); `start:split` is the source of `obj`."""
 
     obj: Expr
     name: str | int
     start: int
+    split: int
     end: int
 
 
 @dataclass(slots=True, eq=False)
 class Item(Expr):
-    """`obj[key]`."""
+    """`obj[key]`; `start:split` is the source of `obj`."""
 
     obj: Expr
     key: Expr
     start: int
+    split: int
     end: int
 
 

@@ -100,6 +100,7 @@ def contains(rt: Runtime, haystack: Any, needle: Any) -> bool:
             raise ExpressionError(f"cannot look for {type_name(needle)} in text")
         return needle in haystack
     if is_list(haystack):
+        rt.charge(len(haystack))
         return any(rt.equal(needle, item) for item in haystack)
     if isinstance(haystack, Mapping):
         return isinstance(needle, str | int | float) and needle in haystack

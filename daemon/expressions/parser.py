@@ -2,9 +2,12 @@
 
 Precedence, loosest first (docs/decisions/0001-expression-language.md):
 
-    ?? ???  <  a ? b : c  <  or ||  <  and &&  <  not  <  == != < > <= >= equals
-    in, not in, contains, is [not]  <  ..  <  ~  <  + -  <  * / %  <  unary - + !
-    <  | filter  <  postfix . [] ()
+    a ? b : c  <  or ||  <  and &&  <  not  <  == != < > <= >= equals
+    in, not in, contains, is [not]  <  ..  <  + -  <  * / %  <  | filter  <  ~
+    <  ?? ???  <  unary - + !  <  postfix . [] ()
+
+This is Pebble's order where flows notice it: `a ?? b | date('yyyy-MM-dd')` formats
+whichever side was chosen, `'a' ~ 'b' | upper` upper-cases both, `-2 | abs` is 2.
 
 Binary operators are left-associative, the ternary right-associative. Nesting is
 bounded (MAX_NESTING) so that a hostile `((((…` is a syntax error, never a
@@ -19,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 from . import filters, functions, predicates
-from .errors import ExpressionSyntaxError
+from .errors import ExpressionError, ExpressionSyntaxError
 from .lexer import CLOSE, FLOAT, INT, NAME, OP, STRING, Token
 from .nodes import (
     Attr,
@@ -37,14 +40,12 @@ from .nodes import (
     Test,
     Unary,
 )
-from .signatures import FILTER_FIXED, FUNCTION_FIXED, check_call
+from .signatures import FILTER_FIXED, FUNCTION_FIXED, check_call, parameter_names
 
 MAX_NESTING = 100  # brackets, unary operators and operator chains, counted together
 SUGGESTION_CUTOFF = 0.6  # difflib ratio above which "did you mean" is offered
 
 _PRECEDENCE: dict[str, int] = {
-    "??": 1,
-    "???": 1,
     "?": 2,
     "or": 3,
     "||": 3,
@@ -63,17 +64,19 @@ _PRECEDENCE: dict[str, int] = {
     "contains": 6,
     "is": 6,
     "..": 7,
-    "~": 8,
     "+": 9,
     "-": 9,
     "*": 10,
     "/": 10,
     "%": 10,
-    # 11: prefix `-`, `+`, `!`
     "|": 12,
+    "~": 13,
+    "??": 14,
+    "???": 14,
+    # 15: prefix `-`, `+`, `!`
 }
 _NOT_PRECEDENCE = 5
-_UNARY_PRECEDENCE = 11
+_UNARY_PRECEDENCE = 15
 _LOGICAL = {"??": "??", "???": "???", "or": "or", "||": "or", "and": "and", "&&": "and"}
 _ALIASES = {"equals": "=="}
 _CONSTANTS: dict[str, Any] = {"true": True, "false": False, "null": None, "none": None}
@@ -89,9 +92,9 @@ def suggestion(name: str, choices: Mapping[str, object]) -> str:
 def describe(token: Token, source: str) -> str:
     kind, value, start, end = token
     if kind == STRING:
-        return "a string"
+        return f"string {source[start:end]}"
     if kind in (INT, FLOAT):
-        return f"the number {source[start:end]}"
+        return f"number {source[start:end]}"
     return f"'{value}'"
 
 
@@ -147,7 +150,7 @@ class ExpressionParser:
     def nest(self) -> None:
         self.depth += 1
         if self.depth > MAX_NESTING:
-            self.error(f"expression nested too deeply (more than {MAX_NESTING} levels)")
+            self.error(f"expression too deeply nested or too long (more than {MAX_NESTING} levels)")
 
     # -- expressions -------------------------------------------------------------------
 
@@ -186,6 +189,10 @@ class ExpressionParser:
             then = self.expression(0)
             self.expect_op(":")
             return Conditional(left, then, self.expression(prec))
+        if op == "*" and self.take_op("*"):
+            self.error(
+                "'**' is not supported: there is no power operator", self.tokens[self.pos - 2]
+            )
         if op == "not":
             self.pos += 1  # `in`
             return Unary("not", Binary("in", left, self.expression(prec + 1)))
@@ -233,8 +240,6 @@ class ExpressionParser:
             if value == "{":
                 return self.mapping()
         self.pos -= 1
-        if kind == OP and value == "*" and self._next_is_op("*"):
-            self.error("'**' is not supported")
         self.unexpected("a value")
 
     def _next_is_op(self, text: str) -> bool:
@@ -245,35 +250,34 @@ class ExpressionParser:
         """`.name`, `.0`, `[key]` after a value; a call on anything but a name is refused."""
         tokens = self.tokens
         while True:
-            kind, value, _, end = tokens[self.pos]
+            kind, value, split, _ = tokens[self.pos]
             if kind != OP:
                 return node
             if value == ".":
-                node = self.attribute(node, start)
+                node = self.attribute(node, start, split)
             elif value == "[":
                 self.pos += 1
                 key = self.expression(0)
                 end = self.expect_op("]")[3]
-                node = Item(node, key, start, end)
+                node = Item(node, key, start, split, end)
             elif value == "(":
                 self.error("only functions can be called, and only by name, as in now()")
             else:
                 return node
             self.nest()
 
-    def attribute(self, node: Expr, start: int) -> Expr:
+    def attribute(self, node: Expr, start: int, split: int) -> Expr:
         self.pos += 1
         kind, value, _, end = self.tokens[self.pos]
         self.pos += 1
-        if kind == NAME:
-            return Attr(node, value, start, end)
-        if kind == INT:
-            return Attr(node, value, start, end)
+        if kind in (NAME, INT):
+            return Attr(node, value, start, split, end)
         text = self.source[self.tokens[self.pos - 1][2] : end]
         if kind == FLOAT and _INDEX_PAIR.fullmatch(text):  # `list.0.1` lexes as `list . 0.1`
             first, second = text.split(".")
             inner_end = end - len(second) - 1
-            return Attr(Attr(node, int(first), start, inner_end), int(second), start, end)
+            inner = Attr(node, int(first), start, split, inner_end)
+            return Attr(inner, int(second), start, inner_end, end)
         self.pos -= 1
         self.unexpected("a name after '.'")
 
@@ -322,6 +326,11 @@ class ExpressionParser:
         if self.take_op("("):
             args, kwargs = self.arguments()
         self.check(function, FILTER_FIXED, args, kwargs, f"filter '{name}'", token)
+        checker = filters.LITERAL_CHECKS.get(name)
+        if checker is not None:
+            self.check_literals(
+                checker, parameter_names(function, FILTER_FIXED), args, kwargs, name, token
+            )
         return Filter(value, name, function, args, kwargs, name in filters.LENIENT)
 
     def test(self, value: Expr) -> Test:
@@ -336,6 +345,23 @@ class ExpressionParser:
         if function is None:
             self.error(f"unknown test '{name}'{suggestion(name, predicates.TESTS)}", token)
         return Test(value, name, function, negated, name in predicates.LENIENT)
+
+    def check_literals(
+        self,
+        checker: Callable[[dict[str, Any]], None],
+        names: tuple[str, ...],
+        args: list[Expr],
+        kwargs: dict[str, Expr],
+        name: str,
+        token: Token,
+    ) -> None:
+        """Runs the filter's own check on the arguments written as literals."""
+        literals = {names[i]: a.value for i, a in enumerate(args) if isinstance(a, Literal)}
+        literals.update({k: v.value for k, v in kwargs.items() if isinstance(v, Literal)})
+        try:
+            checker(literals)
+        except ExpressionError as exc:
+            self.error(f"filter '{name}': {exc.message}", token)
 
     def arguments(self) -> tuple[list[Expr], dict[str, Expr]]:
         """Arguments after `(` up to `)`: positional first, then `name=value`."""

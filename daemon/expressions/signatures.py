@@ -23,6 +23,11 @@ def _parameters(function: Callable[..., Any], fixed: int) -> tuple[inspect.Param
     return tuple(inspect.signature(function).parameters.values())[fixed:]
 
 
+def parameter_names(function: Callable[..., Any], fixed: int) -> tuple[str, ...]:
+    """The names of the parameters a template can pass, in order."""
+    return tuple(p.name for p in _parameters(function, fixed))
+
+
 def describe(function: Callable[..., Any], fixed: int) -> str:
     """The arguments a call takes, as a user would write them: `format, timeZone=…`."""
     words = []

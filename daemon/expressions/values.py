@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from .errors import ExpressionError
+from .errors import ExpressionError, UndefinedError
 
 INT_MAX = 2**63 - 1  # integers stay within Java's long, as in Pebble; beyond is an error
 MISSING: Any = object()  # "no such key" in dict.get, never a template value
@@ -34,8 +34,8 @@ class Undefined:
     def message(self) -> str:
         return f"`{self.path}` is undefined: {self.reason}"
 
-    def error(self) -> ExpressionError:
-        return ExpressionError(self.message())
+    def error(self) -> UndefinedError:
+        return UndefinedError(self.message())
 
     def __repr__(self) -> str:
         return f"Undefined({self.path!r})"

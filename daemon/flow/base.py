@@ -21,6 +21,7 @@ from headwater.daemon.flow.types import (
     TaskId,
     Text,
     TextMap,
+    choice,
 )
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ Retry = Annotated[
     ),
 ]
 
-LogLevel = Literal["TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR"]
+LogLevel = Annotated[str, *choice("TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR")]
 
 # -- tasks ---------------------------------------------------------------------------------
 

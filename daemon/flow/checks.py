@@ -62,7 +62,9 @@ def _check_tasks(flow: dict[str, Any], report: Reporter) -> None:
     tasks = list(iter_tasks(flow))
     _check_unique(tasks, "task", report)
     namespace, flow_id = flow.get("namespace"), flow.get("id")
+    _check_retry(flow.get("retry"), ("retry",), report)
     for path, task in tasks:
+        _check_retry(task.get("retry"), (*path, "retry"), report)
         entry = reg.REGISTRY.resolve(task.get("type"), "task")
         if entry is None:
             continue
@@ -79,6 +81,13 @@ def _check_tasks(flow: dict[str, Any], report: Reporter) -> None:
             runner_entry.model.check(runner, (*path, "taskRunner"), report)  # type: ignore[attr-defined]
 
 
+def _check_retry(retry: Any, path: Path, report: Reporter) -> None:
+    if isinstance(retry, dict) and not any(
+        k in retry for k in ("maxAttempts", "maxAttempt", "maxDuration")
+    ):
+        report(path, "retry needs maxAttempts or maxDuration, or it would retry for ever")
+
+
 def _check_triggers(triggers: Any, report: Reporter) -> None:
     items = _items(triggers, ("triggers",))
     _check_unique(items, "trigger", report)
@@ -92,8 +101,6 @@ def _check_triggers(triggers: Any, report: Reporter) -> None:
 def _check_inputs(inputs: Any, report: Reporter) -> None:
     items = _items(inputs, ("inputs",))
     for path, item in items:
-        if "id" not in item and isinstance(item.get("name"), str):
-            item = {**item, "id": item["name"]}
         check_input(item, path, report)
     _check_unique(items, "input", report)
     ids = {item.get("id"): path for path, item in items if isinstance(item.get("id"), str)}

@@ -192,7 +192,7 @@ def _bad_type(path: Path, value: Any, doc: SourceDocument) -> Diagnostic:
     if kind == "input":
         return doc.error(
             (*path, "type"),
-            f"{where}: unknown input type {describe(name)}; the input types are "
+            f"{where}: unknown input type '{name}'; the input types are "
             + ", ".join(INPUT_TYPE_NAMES),
         )
     if not isinstance(name, str):

@@ -89,7 +89,9 @@ def _walk(
     try:
         entries = sorted(os.scandir(top), key=lambda e: e.name)
     except OSError as exc:
-        tree.diagnostics.append(Diagnostic(Position(_rel(top, repo_root)), f"cannot read: {exc}"))
+        tree.diagnostics.append(
+            Diagnostic(Position(_rel(top, repo_root), 1, 1), f"cannot read: {exc}")
+        )
         return
     for entry in entries:
         rel = _rel(FsPath(entry.path), repo_root)
@@ -100,7 +102,7 @@ def _walk(
         if entry.is_symlink():
             tree.diagnostics.append(
                 Diagnostic(
-                    Position(rel),
+                    Position(rel, 1, 1),
                     "symbolic links are not allowed in the flows folder "
                     "(Headwater never follows them); replace it with the file itself",
                 )
@@ -137,7 +139,7 @@ def _classify(
             f"{_rel(top, repo_root)}/company/team/{name}"
         )
     if problems:
-        tree.diagnostics += [Diagnostic(Position(rel), p) for p in problems]
+        tree.diagnostics += [Diagnostic(Position(rel, 1, 1), p) for p in problems]
         return
     flow_id = name.rsplit(".", 1)[0]
     out.append(Located(path, rel, ".".join(folders), flow_id))
@@ -150,7 +152,7 @@ def _namespace_file(
     if index == 0:
         tree.diagnostics.append(
             Diagnostic(
-                Position(rel),
+                Position(rel, 1, 1),
                 "_files/ must be inside a namespace folder (flows/<namespace>/_files/)",
             )
         )
@@ -159,7 +161,7 @@ def _namespace_file(
     if size > defaults.MAX_NAMESPACE_FILE_BYTES:
         tree.diagnostics.append(
             Diagnostic(
-                Position(rel),
+                Position(rel, 1, 1),
                 f"namespace file is {size} bytes; the limit is "
                 f"{defaults.MAX_NAMESPACE_FILE_BYTES} bytes (10 MiB)",
             )
@@ -177,7 +179,7 @@ def _check_duplicate_ids(located: list[Located], tree: FlowsTree) -> None:
         if key in seen:
             tree.diagnostics.append(
                 Diagnostic(
-                    Position(item.display),
+                    Position(item.display, 1, 1),
                     f"flow {item.namespace}.{item.flow_id} is defined "
                     f"twice: {seen[key].display} and {item.display}; keep one of them",
                 )

@@ -124,7 +124,8 @@ def _string(value: Any) -> str:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    raise fail("must be a string, got {got}", got=describe(value))
+    hint = COLON_HINT if isinstance(value, dict) else ""
+    raise fail("must be a string, got {got}{hint}", got=describe(value), hint=hint)
 
 
 Text = Annotated[str, PlainValidator(_string), WithJsonSchema({"type": "string"})]
@@ -134,7 +135,7 @@ def _string_list(value: Any) -> list[str] | str:
     if is_expression(value):
         return str(value)
     if isinstance(value, list):
-        return [_string(item) for item in value]
+        return [_item_string(i, item) for i, item in enumerate(value)]
     raise fail("must be a list of strings, got {got}", got=describe(value))
 
 
@@ -147,8 +148,23 @@ TextList = Annotated[
 
 def _text_or_list(value: Any) -> str | list[str]:
     if isinstance(value, list):
-        return [_string(item) for item in value]
+        return [_item_string(i, item) for i, item in enumerate(value)]
     return _string(value)
+
+
+def _item_string(index: int, value: Any) -> str:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    hint = COLON_HINT if isinstance(value, dict) else ""
+    raise fail(
+        "item {index} must be a string, got {got}{hint}",
+        index=index,
+        got=describe(value),
+        hint=hint,
+    )
+
+
+COLON_HINT = " (YAML reads an unquoted value with ': ' in it as a map: quote the value)"
 
 
 TextOrList = Annotated[
@@ -196,7 +212,7 @@ def _identifier(pattern: re.Pattern[str], what: str, max_len: int) -> Callable[[
             raise fail("{what} must be a string, got {got}", what=what, got=describe(value))
         if not pattern.fullmatch(value):
             raise fail(
-                "{what} '{value}' is not valid: it must match ^{pattern}$",
+                "'{value}' is not a valid {what}: it must match ^{pattern}$",
                 what=what,
                 value=value,
                 pattern=pattern.pattern,
@@ -265,3 +281,22 @@ Duration = Annotated[
 # -- free-form values -----------------------------------------------------------------------
 
 AnyValue = Annotated[Any, WithJsonSchema({})]
+
+
+# -- choices -------------------------------------------------------------------------------
+
+
+def choice(*values: str) -> tuple[PlainValidator, WithJsonSchema]:
+    """Metadata for a string that is one of `values`, or an expression rendered at run time."""
+    listed = ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
+
+    def check(value: Any) -> str:
+        if isinstance(value, str) and value in values:
+            return value
+        raise fail(
+            "must be one of {listed} (or an expression), got {got}",
+            listed=listed,
+            got=describe(value),
+        )
+
+    return _dyn(check, {"enum": list(values)})

@@ -56,7 +56,7 @@ def validate_text(text: str, path: str) -> FlowFile:
             )
         )
         return result
-    data = plugindefaults.apply(doc.data)
+    data = plugindefaults.apply(_old_spellings(doc.data))
     diagnostics: list[Diagnostic] = []
 
     def report(path: Path, message: str, *, key: bool = False) -> None:
@@ -75,6 +75,22 @@ def validate_text(text: str, path: str) -> FlowFile:
     return result
 
 
+def _old_spellings(flow: dict[str, Any]) -> dict[str, Any]:
+    """Kestra's older input form `name:` (for `id:`) read as `id:`."""
+    inputs = flow.get("inputs")
+    if not isinstance(inputs, list) or not any(
+        isinstance(i, dict) and "name" in i and "id" not in i for i in inputs
+    ):
+        return flow
+    renamed = [
+        {("id" if k == "name" else k): v for k, v in i.items()}
+        if isinstance(i, dict) and "name" in i and "id" not in i
+        else i
+        for i in inputs
+    ]
+    return {**flow, "inputs": renamed}
+
+
 def check_expressions(doc: SourceDocument) -> list[Diagnostic]:
     """Every `{{ … }}` in the file must parse; an error points into the string."""
     found: list[Diagnostic] = []
@@ -86,26 +102,36 @@ def check_expressions(doc: SourceDocument) -> list[Diagnostic]:
         except expressions.ExpressionSyntaxError as exc:
             path = doc.path_of(node)
             where = format_path(path)
-            position = _inner_position(doc, node, exc.line, exc.column)
+            position = _inner_position(doc, node, exc.offset)
             found.append(
                 Diagnostic(position, f"{where}: invalid expression: {exc.message}", field=where)
             )
     return found
 
 
-def _inner_position(doc: SourceDocument, node: ScalarNode, line: int, column: int) -> Position:
-    """Where line/column of a string's own text is in the file, as near as YAML allows."""
-    base = mark_position(doc.path, node)
-    style = node.style
-    if style in ("|", ">"):
-        file_line = node.start_mark.line + 1 + line  # 0-based: the body starts a line below
-        lines = doc.text.splitlines()
-        if file_line < len(lines):
-            text = lines[file_line]
-            indent = len(text) - len(text.lstrip(" "))
-            return Position(doc.path, file_line + 1, indent + column)
-        return base
-    if line == 1:
-        quote = 1 if style in ("'", '"') else 0
-        return Position(doc.path, base.line, base.column + quote + column - 1)
-    return Position(doc.path, base.line + line - 1, column)
+def _inner_position(doc: SourceDocument, node: ScalarNode, offset: int) -> Position:
+    """Where character `offset` of a string's value is in the file.
+
+    Block, folded and quoted scalars do not map their text one to one onto the file
+    (indentation, folding, escapes), so the text around the offset is looked up in the
+    scalar's part of the file; when it cannot be found exactly, the scalar's start is
+    the answer.
+    """
+    value, start = node.value, node.start_mark.index
+    region = doc.text[start : node.end_mark.index]
+    for width in (24, 12, 6, 3, 1):
+        after = value[offset : offset + width]
+        before = value[max(0, offset - width) : offset]
+        for snippet, shift in ((after, 0), (before, len(before))):
+            if not snippet or "\n" in snippet:
+                continue
+            found = region.find(snippet)
+            if found >= 0 and region.find(snippet, found + 1) < 0:
+                return _position_of(doc, start + found + shift)
+    return mark_position(doc.path, node)
+
+
+def _position_of(doc: SourceDocument, index: int) -> Position:
+    line = doc.text.count("\n", 0, index) + 1
+    column = index - (doc.text.rfind("\n", 0, index) + 1) + 1
+    return Position(doc.path, line, column)

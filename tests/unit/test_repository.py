@@ -63,7 +63,7 @@ def test_two_files_with_one_id(tmp_path: Path) -> None:
     write(tmp_path, "flows/company/etl.yaml", flow("company", "etl"))
     write(tmp_path, "flows/company/etl.yml", flow("company", "etl"))
     assert errors(tmp_path) == [
-        "flows/company/etl.yml: error: flow company.etl is defined twice: "
+        "flows/company/etl.yml:1:1: error: flow company.etl is defined twice: "
         "flows/company/etl.yaml and flows/company/etl.yml; keep one of them"
     ]
 
@@ -72,7 +72,7 @@ def test_two_files_with_one_id(tmp_path: Path) -> None:
 def test_folder_names_are_namespace_segments(tmp_path: Path, folder: str) -> None:
     write(tmp_path, f"flows/{folder}/etl.yaml", flow("x", "etl"))
     assert errors(tmp_path) == [
-        f"flows/{folder}/etl.yaml: error: folder '{folder}' is not a valid namespace segment: "
+        f"flows/{folder}/etl.yaml:1:1: error: folder '{folder}' is not a valid namespace segment: "
         "use lower-case letters, digits, _ and - (it must match ^[a-z0-9][a-z0-9_-]*$; "
         "nesting makes the dots)"
     ]
@@ -81,7 +81,7 @@ def test_folder_names_are_namespace_segments(tmp_path: Path, folder: str) -> Non
 def test_flow_outside_a_namespace_folder(tmp_path: Path) -> None:
     write(tmp_path, "flows/etl.yaml", flow("x", "etl"))
     assert errors(tmp_path) == [
-        "flows/etl.yaml: error: a flow file must be in a namespace folder, "
+        "flows/etl.yaml:1:1: error: a flow file must be in a namespace folder, "
         "e.g. flows/company/team/etl.yaml"
     ]
 
@@ -93,7 +93,7 @@ def test_symlinks_are_errors_and_never_followed(tmp_path: Path) -> None:
     os.symlink(tmp_path / "outside", tmp_path / "flows/company/linked")
     tree = scan(tmp_path)
     assert [str(d) for d in tree.all_diagnostics] == [
-        f"flows/company/{name}: error: symbolic links are not allowed in the flows folder "
+        f"flows/company/{name}:1:1: error: symbolic links are not allowed in the flows folder "
         "(Headwater never follows them); replace it with the file itself"
         for name in ("linked", "secret.yaml")
     ]
@@ -117,7 +117,7 @@ def test_oversized_namespace_file(tmp_path: Path) -> None:
     with big.open("wb") as out:
         out.truncate(defaults.MAX_NAMESPACE_FILE_BYTES + 1)
     assert errors(tmp_path) == [
-        "flows/company/_files/data.bin: error: namespace file is 10485761 bytes; "
+        "flows/company/_files/data.bin:1:1: error: namespace file is 10485761 bytes; "
         "the limit is 10485760 bytes (10 MiB)"
     ]
 
@@ -125,7 +125,7 @@ def test_oversized_namespace_file(tmp_path: Path) -> None:
 def test_files_folder_needs_a_namespace(tmp_path: Path) -> None:
     write(tmp_path, "flows/_files/x.txt", "x")
     assert errors(tmp_path) == [
-        "flows/_files/x.txt: error: _files/ must be inside a namespace folder "
+        "flows/_files/x.txt:1:1: error: _files/ must be inside a namespace folder "
         "(flows/<namespace>/_files/)"
     ]
 

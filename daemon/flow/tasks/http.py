@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from headwater.daemon.flow.base import Model, Task
 from headwater.daemon.flow.registry import task
-from headwater.daemon.flow.types import AnyValue, Duration, DynBool, Text, TextMap
+from headwater.daemon.flow.types import AnyValue, Duration, DynBool, Text, TextMap, choice
 
 
 class RequestOptions(Model):
@@ -22,7 +22,7 @@ class RequestOptions(Model):
     """Do not fail the task on a 4xx or 5xx answer."""
 
 
-Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+Method = Annotated[str, *choice("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")]
 
 
 @task("core.http.Request", old=["io.kestra.plugin.fs.http.Request"])

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
 from headwater.daemon.flow.base import Model, TaskRunner
 from headwater.daemon.flow.registry import runner
-from headwater.daemon.flow.types import DynNumber, Text
+from headwater.daemon.flow.types import DynNumber, Text, choice
 
 
 @runner(
@@ -39,7 +39,7 @@ class DockerRunner(TaskRunner):
 
     image: Text | None = None
     """Image to use (the task's containerImage is the usual place)."""
-    pullPolicy: Literal["ALWAYS", "IF_NOT_PRESENT", "NEVER"] = "IF_NOT_PRESENT"
+    pullPolicy: Annotated[str, *choice("ALWAYS", "IF_NOT_PRESENT", "NEVER")] = "IF_NOT_PRESENT"
     """When to pull the image."""
     cpu: DockerCpu | None = None
     """CPU limit."""

@@ -1,0 +1,1 @@
+"""The execution engine: states, the executor, workers, typed inputs, runnable tasks."""

@@ -1,0 +1,176 @@
+"""The variables expressions see during an execution, and rendering with them.
+
+Context names (FLOWS.md): flow, execution, task, taskrun, parent, parents, inputs,
+outputs, vars, labels, trigger, envs. Outputs of tasks inside loops are keyed by the
+loop values: `outputs.t[taskrun.value]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from headwater.daemon import expressions
+from headwater.daemon.engine.secrets import Masker, Secrets
+from headwater.daemon.flow.model import Flow
+
+Row = dict[str, Any]
+ENV_PREFIX = "ENV_"
+
+
+def iso(ts: float | None) -> str | None:
+    """RFC 3339 in UTC with milliseconds, as the API and expressions show times."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envs(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`ENV_*` variables, lower-cased, without the prefix (Kestra's `envs`)."""
+    source = os.environ if environ is None else environ
+    return {k[len(ENV_PREFIX) :].lower(): v for k, v in source.items() if k.startswith(ENV_PREFIX)}
+
+
+def labels_map(labels: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
+    return {item["key"]: item["value"] for item in labels or []}
+
+
+def outputs_of(runs: Sequence[Row]) -> dict[str, Any]:
+    """`outputs` as expressions see it: by task id, nested by loop values inside loops."""
+    found: dict[str, Any] = {}
+    for run in runs:
+        outputs = run.get("outputs")
+        if outputs is None:
+            continue
+        path = run.get("values_path") or []
+        if not path:
+            found[run["task_id"]] = outputs
+            continue
+        node = found.setdefault(run["task_id"], {})
+        for value in path[:-1]:
+            node = node.setdefault(value, {})
+        node[path[-1]] = outputs
+    return found
+
+
+def execution_variables(
+    flow: Flow, execution: Row, runs: Sequence[Row], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The names every render in this execution sees."""
+    return {
+        "flow": {
+            "id": flow.id,
+            "namespace": flow.namespace,
+            "revision": execution["flow_revision"],
+        },
+        "execution": {
+            "id": execution["id"],
+            "startDate": iso(execution.get("start_date") or execution.get("created_at")),
+            "originalId": execution.get("original_id") or execution["id"],
+        },
+        "inputs": execution.get("inputs") or {},
+        "outputs": outputs_of(runs),
+        "vars": flow.variables or {},
+        "labels": labels_map(execution.get("labels")),
+        "trigger": execution.get("trigger") or {},
+        "envs": envs(environ),
+    }
+
+
+def run_variables(
+    base: Mapping[str, Any], run: Row, task_type: str, parents: Sequence[Row]
+) -> dict[str, Any]:
+    """`base` plus what belongs to one task run: task, taskrun, parent, parents."""
+    parent_views = [
+        {
+            "taskrun": {"value": p.get("value"), "id": p["id"]},
+            "task": {"id": p["task_id"]},
+            "outputs": p.get("outputs") or {},
+        }
+        for p in parents
+    ]
+    return {
+        **base,
+        "task": {"id": run["task_id"], "type": task_type},
+        "taskrun": {
+            "id": run["id"],
+            "value": run.get("value"),
+            "attemptsCount": max(run.get("attempt") or 0, 1),
+            "startDate": iso(run.get("start_date") or run.get("created_at")),
+            "parentId": run.get("parent_id"),
+        },
+        "parent": parent_views[0] if parent_views else None,
+        "parents": parent_views,
+    }
+
+
+class Renderer:
+    """Renders values with a context; reads secrets through `secrets`, masking what it read."""
+
+    def __init__(
+        self,
+        secrets: Secrets,
+        masker: Masker,
+        read: Callable[[str], str] | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.secrets = secrets
+        self.masker = masker
+        self.read = read
+        self.now = now or (lambda: datetime.now(UTC))
+
+    def _context(self, variables: Mapping[str, Any], read: Callable[[str], str] | None) -> Any:
+        def secret(name: str) -> str:
+            value = self.secrets.get(name)
+            self.masker.add([value])
+            return value
+
+        return expressions.RenderContext(
+            variables=variables, secret=secret, read=read or self.read, now=self.now
+        )
+
+    def render(
+        self, value: Any, variables: Mapping[str, Any], read: Callable[[str], str] | None = None
+    ) -> Any:
+        """Render every string inside `value`; a lone `{{ expr }}` keeps its type."""
+        ctx = self._context(variables, read)
+        return _render(value, ctx)
+
+    def render_text(
+        self, value: Any, variables: Mapping[str, Any], read: Callable[[str], str] | None = None
+    ) -> str:
+        rendered = self.render(value, variables, read)
+        return text_of(rendered)
+
+
+def _render(value: Any, ctx: expressions.RenderContext) -> Any:
+    if isinstance(value, str):
+        if not expressions.has_expression(value):
+            return value
+        return expressions.parse(value).evaluate(ctx)
+    if isinstance(value, list):
+        return [_render(v, ctx) for v in value]
+    if isinstance(value, dict):
+        return {k: _render(v, ctx) for k, v in value.items()}
+    return value
+
+
+def text_of(value: Any) -> str:
+    """A rendered value as text: JSON for lists and maps, lower-case booleans."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def is_true(value: Any) -> bool:
+    """Truthiness of a rendered condition (If, runIf, Fail): "false", "", 0, null are false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "null", "none", "no")
+    return expressions.truthy(value)

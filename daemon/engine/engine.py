@@ -1,0 +1,259 @@
+"""The engine's parts, built once and wired: store, executor, workers, timers, logs.
+
+`Engine(settings)` is what `headwater run` and `headwater up` start. It takes a lock on
+its data directory (two engines never share one), brings the database to the current
+schema, and on `start()` carries on with whatever a previous process left unfinished:
+expired leases are retried or failed by policy, due timers fire.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from headwater.daemon.engine.context import Renderer
+from headwater.daemon.engine.executor import ExecutionRequest, Executor
+from headwater.daemon.engine.flows import FlowCache, parse_flow
+from headwater.daemon.engine.inputs import (
+    InputsRefused,
+    UploadedFile,
+    resolve_inputs,
+    secret_values,
+)
+from headwater.daemon.engine.logs import LogWriter
+from headwater.daemon.engine.secrets import Masker, Secrets
+from headwater.daemon.engine.worker import Worker, WorkerPool, WorkerSettings
+from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.flow.model import Flow
+from headwater.daemon.storage import LocalStorage
+from headwater.daemon.store.db import make_engine, sqlite_url
+from headwater.daemon.store.migrate import upgrade
+from headwater.daemon.store.store import Row, Store, Tx
+from headwater.runners.process import ProcessRunner
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 4  # worker threads in one process
+EXECUTOR_POLL_SECONDS = 1.0  # the executor looks for work from other processes this often
+LOCK_FILE = "headwater.lock"
+
+
+class DataDirLocked(HeadwaterError):
+    pass
+
+
+@dataclass
+class EngineSettings:
+    data_dir: Path
+    db_url: str | None = None
+    workers: int = DEFAULT_WORKERS
+    secrets_file: Path | None = None
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 3.0
+
+
+FlowSource = Callable[[str, str], str | None]
+"""(namespace, flow id) -> the source of a flow that is not deployed (local runs)."""
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        clock: Callable[[], float] = time.time,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_data_dir(settings.data_dir)
+        self.db = make_engine(settings.db_url or sqlite_url(settings.data_dir))
+        upgrade(self.db)
+        self.store = Store(self.db)
+        self.clock = clock
+        self.masker = Masker()
+        self.secrets = Secrets(settings.secrets_file, environ)
+        self.renderer = Renderer(self.secrets, self.masker)
+        self.flows = FlowCache(self.store)
+        self.storage = LocalStorage(settings.data_dir / "storage")
+        self.flow_source: FlowSource | None = None
+        self.executor = Executor(self.store, self.flows, self.renderer, clock, self._inputs)
+        self.logs = LogWriter(self.store, self.masker, clock)
+        process = ProcessRunner()
+        runners = {"default": process, "core.runner.Process": process}
+        worker_settings = WorkerSettings(
+            data_dir=settings.data_dir,
+            lease_seconds=settings.lease_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
+        self.workers = [
+            Worker(
+                self.store,
+                self.executor,
+                self.flows,
+                self.renderer,
+                self.logs,
+                self.storage,
+                runners,
+                worker_settings,
+                clock=clock,
+                name=f"{os.getpid()}-w{i}",
+            )
+            for i in range(settings.workers)
+        ]
+        self.pool = WorkerPool(self.workers, settings.heartbeat_seconds)
+        self._stop = threading.Event()
+        self._executor_thread: threading.Thread | None = None
+
+    # -- flows ---------------------------------------------------------------------------
+    def deploy_source(self, source: str, path: str, commit: Row | None = None) -> Row:
+        """Make `source` the deployed revision of its flow (a new revision if it changed)."""
+        flow = parse_flow(source, path)
+        with self.store.write() as tx:
+            return self._deploy(tx, flow, source, commit or {})
+
+    def _deploy(self, tx: Tx, flow: Flow, source: str, commit: Row) -> Row:
+        latest = tx.revision(flow.namespace, flow.id)
+        if latest is not None and latest["source"] == source and not latest["deleted"]:
+            return latest
+        row = {
+            "namespace": flow.namespace,
+            "flow_id": flow.id,
+            "revision": (latest["revision"] + 1) if latest else 1,
+            "source": source,
+            "created_at": self.clock(),
+            "deleted": False,
+            **commit,
+        }
+        tx.insert_revision(row)
+        return row
+
+    # -- executions ----------------------------------------------------------------------
+    def _inputs(self, flow: Flow, given: Mapping[str, Any], execution_id: str) -> dict[str, Any]:
+        def store_file(input_id: str, upload: UploadedFile) -> str:
+            key = (
+                f"{flow.namespace.replace('.', '/')}/{flow.id}/executions/{execution_id}/"
+                f"inputs/{input_id}/{Path(upload.filename).name}"
+            )
+            return self.storage.put(key, upload.data)
+
+        resolved = resolve_inputs(flow.inputs, given, store_file=store_file)
+        self.masker.add(secret_values(flow.inputs, resolved))
+        return resolved
+
+    def start_execution(self, request: ExecutionRequest) -> Row:
+        """Create an execution; InputsRefused (nothing created) when its inputs are wrong."""
+        if self.flow_source is not None:
+            self._deploy_local(request.namespace, request.flow_id)
+        return self.executor.create_execution(request)
+
+    def _deploy_local(self, namespace: str, flow_id: str) -> None:
+        assert self.flow_source is not None
+        source = self.flow_source(namespace, flow_id)
+        if source is not None:
+            self.deploy_source(source, f"{namespace}/{flow_id}.yaml")
+
+    def kill(self, execution_id: str) -> None:
+        self.executor.kill(execution_id)
+        self.pool.cancel_execution(execution_id)
+
+    def execution(self, execution_id: str) -> Row | None:
+        with self.store.read() as tx:
+            return tx.execution(execution_id)
+
+    def task_runs(self, execution_id: str) -> list[Row]:
+        with self.store.read() as tx:
+            return tx.task_runs(execution_id)
+
+    def unfinished(self, namespace: str, flow_id: str) -> list[Row]:
+        from sqlalchemy import select
+
+        from headwater.daemon.store.store import EXECUTIONS
+
+        terminal = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
+        with self.store.read() as tx:
+            rows = tx.connection.execute(
+                select(EXECUTIONS)
+                .where(
+                    EXECUTIONS.c.namespace == namespace,
+                    EXECUTIONS.c.flow_id == flow_id,
+                    EXECUTIONS.c.state.not_in(terminal),
+                    EXECUTIONS.c.parent_execution_id.is_(None),
+                )
+                .order_by(EXECUTIONS.c.created_at)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    # -- running -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.logs.start()
+        self.pool.start()
+        self._executor_thread = threading.Thread(
+            target=self._executor_loop, name="executor", daemon=True
+        )
+        self._executor_thread.start()
+
+    def _executor_loop(self) -> None:
+        seen = self.executor.timers.generation
+        while not self._stop.is_set():
+            try:
+                self.executor.tick()
+                wake = self.store.next_wake()
+            except Exception:
+                log.exception("executor tick failed; trying again")
+                wake = None
+            timeout = EXECUTOR_POLL_SECONDS
+            if wake is not None:
+                timeout = max(0.0, min(timeout, wake - self.clock()))
+            seen = self.executor.timers.wait(timeout, seen)
+
+    def stop(self, grace: float = 30.0) -> None:
+        self._stop.set()
+        self.executor.timers.notify()
+        self.pool.stop(grace)
+        if self._executor_thread is not None:
+            self._executor_thread.join(timeout=5)
+        self.logs.stop()
+        self.db.dispose()
+        self._lock.close()
+
+    def wait(self, execution_id: str, timeout: float | None = None, poll: float = 0.02) -> Row:
+        """Block until the execution ends (or `timeout` passes); its last row."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            row = self.execution(execution_id)
+            if row is None:
+                raise HeadwaterError(f"execution {execution_id} does not exist")
+            if row["state"] in ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"):
+                return row
+            if deadline is not None and time.monotonic() > deadline:
+                return row
+            time.sleep(poll)
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    handle = (data_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise DataDirLocked(
+            f"the data directory {data_dir} is in use by {owner}; "
+            "two Headwater processes never share one"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+__all__ = ["Engine", "EngineSettings", "ExecutionRequest", "InputsRefused"]

@@ -1,0 +1,382 @@
+"""The executor: applies the planner's decisions, finishes attempts, keeps timers.
+
+`advance(tx, id)` reads an execution and its task runs, asks the planner what comes
+next and writes it, all in the caller's transaction. It runs where a change happens:
+when an execution is created, when a worker finishes an attempt (in the same
+transaction, so a finished task and its successor are one commit), and from `tick`,
+which handles what time alone changes (sleeps, pauses, retries, lost leases).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from headwater.daemon.engine import flowables as _flowables  # noqa: F401  (registers handlers)
+from headwater.daemon.engine.context import Renderer
+from headwater.daemon.engine.flows import FlowCache, FlowNotFound
+from headwater.daemon.engine.planner import Plan, Planner
+from headwater.daemon.engine.retry import delay_before
+from headwater.daemon.engine.states import State
+from headwater.daemon.engine.taskapi import TaskResult
+from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.flow.model import Flow
+from headwater.daemon.store.store import Row, Store, Tx
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+class Wakeup:
+    """In-process hint that work may be waiting; the store stays the truth."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    def notify(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, timeout: float, seen: int) -> int:
+        with self._condition:
+            if self._generation == seen:
+                self._condition.wait(timeout)
+            return self._generation
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+
+@dataclass
+class ExecutionRequest:
+    """Everything that starts an execution (inputs already typed and checked)."""
+
+    namespace: str
+    flow_id: str
+    revision: int | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    trigger: dict[str, Any] | None = None
+    trigger_key: str | None = None
+    original_id: str | None = None
+    parent_execution_id: str | None = None
+    parent_task_run_id: str | None = None
+    depth: int = 0
+    execution_id: str | None = None
+
+
+InputResolver = Callable[[Flow, Mapping[str, Any], str], dict[str, Any]]
+"""(flow, given inputs, execution id) -> typed inputs; raises HeadwaterError when refused."""
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        flows: FlowCache,
+        renderer: Renderer,
+        clock: Clock = time.time,
+        resolve_inputs: InputResolver | None = None,
+    ) -> None:
+        self.store = store
+        self.flows = flows
+        self.renderer = renderer
+        self.clock = clock
+        self.resolve_inputs = resolve_inputs
+        self.work = Wakeup()
+        """Notified when task runs become claimable."""
+        self.timers = Wakeup()
+        """Notified when an execution's timers change."""
+        self.rng = random.Random()
+        self.ended: list[Callable[[Row], None]] = []
+        """Called (outside the transaction) with each execution that ends."""
+
+    # -- creating ------------------------------------------------------------------------
+    def create_execution(self, request: ExecutionRequest) -> Row:
+        """Create an execution and its first task runs in one transaction."""
+        with self.store.write() as tx:
+            existing = (
+                tx.execution_by_trigger_key(request.trigger_key) if request.trigger_key else None
+            )
+            if existing is not None:
+                return existing
+            row = self._insert_execution(tx, request)
+            ended = self.advance(tx, row["id"])
+        self._after_commit(ended)
+        with self.store.read() as tx:
+            return tx.execution(row["id"]) or row
+
+    def _insert_execution(self, tx: Tx, request: ExecutionRequest) -> Row:
+        revision_row = tx.revision(request.namespace, request.flow_id, request.revision)
+        if revision_row is None or revision_row.get("deleted"):
+            what = f"revision {request.revision} of " if request.revision else ""
+            raise FlowNotFound(f"{what}flow {request.namespace}.{request.flow_id} is not deployed")
+        revision = int(revision_row["revision"])
+        flow = self.flows.get(request.namespace, request.flow_id, revision)
+        execution_id = request.execution_id or uuid.uuid4().hex[:22]
+        inputs = request.inputs
+        if self.resolve_inputs is not None:
+            inputs = self.resolve_inputs(flow, request.inputs, execution_id)
+        labels = {**_flow_labels(flow), **request.labels}
+        now = self.clock()
+        row: Row = {
+            "id": execution_id,
+            "namespace": request.namespace,
+            "flow_id": request.flow_id,
+            "flow_revision": revision,
+            "commit_sha": revision_row.get("commit_sha"),
+            "state": State.CREATED.value,
+            "created_at": now,
+            "inputs": inputs,
+            "labels": [{"key": k, "value": str(v)} for k, v in labels.items()],
+            "trigger": request.trigger,
+            "histories": [{"state": State.CREATED.value, "date": now}],
+            "original_id": request.original_id,
+            "parent_execution_id": request.parent_execution_id,
+            "parent_task_run_id": request.parent_task_run_id,
+            "trigger_key": request.trigger_key,
+            "depth": request.depth,
+            "dirty": False,
+            "kill_requested": False,
+        }
+        tx.insert_execution(row)
+        return row
+
+    # -- advancing -----------------------------------------------------------------------
+    def advance(self, tx: Tx, execution_id: str) -> list[Row]:
+        """Plan and apply the next step of an execution; the executions that ended."""
+        execution = tx.execution(execution_id)
+        if execution is None:
+            return []
+        if State(execution["state"]).terminal:
+            if execution["dirty"] or execution["wake_at"] is not None:
+                tx.update_execution(execution_id, {"dirty": False, "wake_at": None})
+            return []
+        runs = tx.task_runs(execution_id)
+        flow = self.flows.get(
+            execution["namespace"], execution["flow_id"], execution["flow_revision"]
+        )
+        plan = Planner(flow, execution, runs, self.clock(), self.renderer).plan()
+        return self._apply(tx, execution, plan)
+
+    def _apply(self, tx: Tx, execution: Row, plan: Plan) -> list[Row]:
+        new_runs = [{k: v for k, v in run.items() if k != "_new"} for run in plan.new_runs]
+        tx.insert_task_runs(new_runs)
+        for run_id, values in plan.updates.items():
+            tx.update_task_run(run_id, values)
+        update = {**plan.execution, "dirty": False}
+        if "state" in plan.execution:
+            update["histories"] = [
+                *(execution.get("histories") or []),
+                {"state": plan.execution["state"], "date": self.clock()},
+            ]
+        tx.update_execution(execution["id"], update)
+        execution.update(update)
+        ended: list[Row] = [execution] if plan.ended else []
+        for child in plan.new_executions:
+            ended += self._start_child(tx, execution, child)
+        for child_id in plan.kill_executions:
+            tx.update_execution(child_id, {"kill_requested": True, "dirty": True})
+        if any(r["runnable"] and r["state"] == State.CREATED for r in new_runs):
+            self.work.notify()
+        if plan.ended and execution.get("parent_task_run_id"):
+            ended += self._report_to_parent(tx, execution)
+        if "wake_at" in plan.execution or plan.kill_executions:
+            self.timers.notify()
+        return ended
+
+    def _start_child(self, tx: Tx, parent: Row, child: Row) -> list[Row]:
+        request = ExecutionRequest(
+            namespace=child["namespace"],
+            flow_id=child["flow_id"],
+            revision=child["revision"],
+            inputs=child["inputs"] or {},
+            labels={item["key"]: item["value"] for item in child["labels"]},
+            trigger=child["trigger"],
+            parent_execution_id=parent["id"],
+            parent_task_run_id=child["parent_task_run_id"],
+            depth=child["depth"],
+            execution_id=child["id"],
+        )
+        try:
+            self._insert_execution(tx, request)
+        except HeadwaterError as exc:
+            tx.update_task_run(
+                child["parent_task_run_id"],
+                {
+                    "state": State.FAILED.value,
+                    "error": f"cannot start subflow: {exc}",
+                    "end_date": self.clock(),
+                    "outputs": None,
+                },
+            )
+            tx.update_execution(parent["id"], {"dirty": True})
+            self.timers.notify()
+            return []
+        return self.advance(tx, child["id"])
+
+    def _report_to_parent(self, tx: Tx, execution: Row) -> list[Row]:
+        run_id = execution["parent_task_run_id"]
+        run = tx.task_run(run_id)
+        if run is None or State(run["state"]).terminal:
+            return []
+        outputs = {
+            **(run.get("outputs") or {}),
+            "executionId": execution["id"],
+            "state": execution["state"],
+            "outputs": execution.get("outputs") or {},
+        }
+        tx.update_task_run(run_id, {"outputs": outputs})
+        return self.advance(tx, execution["parent_execution_id"])
+
+    def _after_commit(self, ended: list[Row]) -> None:
+        for execution in ended:
+            for callback in self.ended:
+                try:
+                    callback(execution)
+                except Exception:
+                    log.exception(
+                        "execution-ended callback failed", extra={"execution": execution["id"]}
+                    )
+
+    # -- finishing attempts ----------------------------------------------------------------
+    def finish_attempt(self, run: Row, execution: Row, owner: str, result: TaskResult) -> bool:
+        """Record an attempt's result (retry, allowFailure) and advance; False if the lease was lost."""
+        now = self.clock()
+        values = self._attempt_outcome(run, execution, result, now)
+        with self.store.write() as tx:
+            if not tx.finish_attempt(run["id"], run["attempt"], owner, values):
+                log.warning("late result ignored: lease lost", extra={"task_run": run["id"]})
+                return False
+            if result.labels:
+                current = tx.execution(execution["id"]) or execution
+                merged = {i["key"]: i["value"] for i in current.get("labels") or []}
+                merged.update(result.labels)
+                tx.update_execution(
+                    execution["id"], {"labels": [{"key": k, "value": v} for k, v in merged.items()]}
+                )
+            ended = self.advance(tx, execution["id"])
+        self._after_commit(ended)
+        return True
+
+    def _attempt_outcome(self, run: Row, execution: Row, result: TaskResult, now: float) -> Row:
+        state = result.state
+        attempt = {
+            "number": run["attempt"],
+            "state": state.value,
+            "startDate": (run.get("attempt_start") or run.get("start_date") or now),
+            "endDate": now,
+            "error": result.error,
+        }
+        attempts = [*(run.get("attempts") or []), attempt]
+        values: Row = {
+            "attempts": attempts,
+            "outputs": result.outputs or None,
+            "metrics": result.metrics or None,
+            "error": result.error,
+            "lease_owner": None,
+            "lease_expires": None,
+            "pgid": None,
+        }
+        if state == State.FAILED and not execution.get("kill_requested"):
+            task = self.flows.task(
+                execution["namespace"],
+                execution["flow_id"],
+                execution["flow_revision"],
+                run["task_id"],
+            )
+            flow = self.flows.get(
+                execution["namespace"], execution["flow_id"], execution["flow_revision"]
+            )
+            policy = task.retry or (
+                flow.retry if flow.retry and flow.retry.behavior != "CREATE_NEW_EXECUTION" else None
+            )
+            first_start = attempts[0]["startDate"]
+            delay = delay_before(policy, run["attempt"], first_start, now, self.rng)
+            if delay is not None:
+                return {**values, "state": State.RETRYING.value, "not_before": now + delay}
+            if _truthy(task.allowFailure):
+                state = State.WARNING
+        elif state == State.SUCCESS and len(attempts) > 1:
+            task = self.flows.task(
+                execution["namespace"],
+                execution["flow_id"],
+                execution["flow_revision"],
+                run["task_id"],
+            )
+            if task.retry is not None and _truthy(task.retry.warningOnRetry):
+                state = State.WARNING
+        return {**values, "state": state.value, "end_date": now}
+
+    # -- time ------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Act on what time changed: lost leases, then due and changed executions."""
+        now = self.clock()
+        for run in self.store.expired_leases(now):
+            self._lease_lost(run)
+        for execution_id in self.store.executions_to_advance(now):
+            with self.store.write() as tx:
+                ended = self.advance(tx, execution_id)
+            self._after_commit(ended)
+
+    def _lease_lost(self, run: Row) -> None:
+        with self.store.read() as tx:
+            execution = tx.execution(run["execution_id"])
+        if execution is None or run["lease_owner"] is None:
+            return
+        if run.get("pgid"):
+            _end_leftover(run["pgid"])
+        error = "the worker running it stopped (its lease expired)"
+        result = TaskResult(state=State.FAILED, error=error)
+        if execution.get("kill_requested"):
+            result = TaskResult(state=State.KILLED, error="killed")
+        self.finish_attempt(run, execution, run["lease_owner"], result)
+
+    # -- control ---------------------------------------------------------------------------
+    def kill(self, execution_id: str) -> None:
+        with self.store.write() as tx:
+            tx.update_execution(execution_id, {"kill_requested": True})
+            ended = self.advance(tx, execution_id)
+        self._after_commit(ended)
+        self.work.notify()
+
+    def resume(self, execution_id: str) -> bool:
+        """Resume every paused task run of an execution; False when none was paused."""
+        with self.store.write() as tx:
+            paused = [r for r in tx.task_runs(execution_id) if r["state"] == State.PAUSED]
+            for run in paused:
+                tx.update_task_run(
+                    run["id"], {"outputs": {**(run.get("outputs") or {}), "resumed": True}}
+                )
+            ended = self.advance(tx, execution_id) if paused else []
+        self._after_commit(ended)
+        return bool(paused)
+
+
+def _flow_labels(flow: Flow) -> dict[str, str]:
+    labels = flow.labels
+    if isinstance(labels, list):
+        return {item.key: item.value for item in labels}
+    return {k: str(v) for k, v in (labels or {}).items()}
+
+
+def _truthy(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _end_leftover(pgid: int) -> None:
+    try:
+        from headwater.runners.process import kill_process_group
+    except ImportError:  # pragma: no cover - the process runner is part of the install
+        return
+    kill_process_group(pgid)

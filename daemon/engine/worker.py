@@ -1,0 +1,372 @@
+"""Workers: claim runnable task runs, run them, record the result.
+
+A worker holds a lease on each task run it runs and renews it on a heartbeat; a
+worker that cannot renew stops its own child process (the task run is someone else's
+now). A worker that dies loses its leases, and the executor retries or fails those
+task runs by their policy. Several workers run as threads of one process by default.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from headwater.daemon.engine import tasks as _tasks  # noqa: F401  (registers implementations)
+from headwater.daemon.engine.context import Renderer, execution_variables, run_variables, text_of
+from headwater.daemon.engine.executor import Executor
+from headwater.daemon.engine.flows import FlowCache
+from headwater.daemon.engine.logs import LogWriter
+from headwater.daemon.engine.states import State
+from headwater.daemon.engine.taskapi import (
+    IMPLEMENTATIONS,
+    InternalStorage,
+    TaskFailed,
+    TaskResult,
+)
+from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.flow import registry as reg
+from headwater.daemon.flow.base import Task
+from headwater.daemon.store.store import Row, Store
+from headwater.runners.base import Runner
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0  # a task run's lease; at least ten heartbeats long (DESIGN)
+HEARTBEAT_SECONDS = 3.0
+IDLE_POLL_SECONDS = 1.0  # a worker with nothing to do looks again this often (other processes)
+SHUTDOWN_GRACE_SECONDS = 30.0  # on SIGTERM, running task runs get this long to finish
+
+
+@dataclass
+class WorkerSettings:
+    data_dir: Path
+    lease_seconds: float = LEASE_SECONDS
+    heartbeat_seconds: float = HEARTBEAT_SECONDS
+    idle_poll_seconds: float = IDLE_POLL_SECONDS
+
+
+NamespaceFiles = Callable[[str, str | None], Mapping[str, bytes]]
+"""(namespace, commit) -> namespace files by path."""
+
+
+@dataclass
+class Running:
+    run: Row
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class RunContext:
+    """The TaskContext a task implementation receives."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        run: Row,
+        execution: Row,
+        task: Task,
+        cancel: threading.Event,
+        runner: Runner,
+    ) -> None:
+        self.worker = worker
+        self.run = run
+        self.execution = execution
+        self.task = task
+        self.execution_id = execution["id"]
+        self.task_run_id = run["id"]
+        self.attempt = run["attempt"]
+        self.namespace = execution["namespace"]
+        self.flow_id = execution["flow_id"]
+        self.cancel = cancel
+        self.storage: InternalStorage = worker.storage
+        self.runner = runner
+        self._variables: dict[str, Any] | None = None
+        self._workdir: Path | None = None
+
+    def variables(self) -> dict[str, Any]:
+        if self._variables is None:
+            self._variables = self.worker.variables_for(self.run, self.execution, self.task)
+        return self._variables
+
+    def _read(self, path: str) -> str:
+        files = self.namespace_files()
+        if path not in files:
+            raise HeadwaterError(f"read('{path}'): no such namespace file in {self.namespace}")
+        return files[path].decode("utf-8", errors="replace")
+
+    def render(self, value: Any) -> Any:
+        try:
+            return self.worker.renderer.render(value, self.variables(), read=self._read)
+        except HeadwaterError as exc:
+            raise TaskFailed(str(exc)) from None
+
+    def render_text(self, value: Any) -> str:
+        return text_of(self.render(value))
+
+    def log(self, level: str, message: str) -> None:
+        self.worker.logs.write(self.execution_id, self.task_run_id, self.attempt, level, message)
+
+    def working_directory(self) -> Path:
+        if self._workdir is None:
+            self._workdir = self.worker.workdir_for(self.run)
+        return self._workdir
+
+    def namespace_files(
+        self, include: list[str] | None = None, exclude: list[str] | None = None
+    ) -> Mapping[str, bytes]:
+        files = self.worker.namespace_files(self.namespace, self.execution.get("commit_sha"))
+        return {
+            path: data
+            for path, data in files.items()
+            if (not include or any(fnmatch.fnmatch(path, p) for p in include))
+            and not any(fnmatch.fnmatch(path, p) for p in exclude or [])
+        }
+
+    def output_key(self, name: str) -> str:
+        return (
+            f"{self.namespace.replace('.', '/')}/{self.flow_id}/executions/{self.execution_id}/"
+            f"tasks/{self.run['task_id']}/{self.task_run_id}/{self.attempt}/{name}"
+        )
+
+
+class Worker:
+    """One worker: claims and runs one task run at a time (`run_once` steps it)."""
+
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        flows: FlowCache,
+        renderer: Renderer,
+        logs: LogWriter,
+        storage: InternalStorage,
+        runners: Mapping[str, Runner],
+        settings: WorkerSettings,
+        namespace_files: NamespaceFiles | None = None,
+        clock: Callable[[], float] = time.time,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.flows = flows
+        self.renderer = renderer
+        self.logs = logs
+        self.storage = storage
+        self.runners = runners
+        self.settings = settings
+        self._namespace_files = namespace_files
+        self.clock = clock
+        self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
+        self.running: dict[str, Running] = {}
+        self._executions: dict[str, Row] = {}
+
+    # -- one step ----------------------------------------------------------------------
+    def run_once(self) -> bool:
+        """Claim one due task run and run it to its end; False when there was none."""
+        now = self.clock()
+        run = self.store.claim_task_run(self.name, now, now + self.settings.lease_seconds)
+        if run is None:
+            return False
+        running = Running(run)
+        self.running[run["id"]] = running
+        try:
+            execution = self._execution(run["execution_id"])
+            result = self._execute(run, execution, running.cancel)
+            self.logs.flush()
+            self.executor.finish_attempt(run, execution, self.name, result)
+        finally:
+            self.running.pop(run["id"], None)
+        return True
+
+    def _execution(self, execution_id: str) -> Row:
+        """The execution row; its fixed parts are cached (labels are read when used)."""
+        cached = self._executions.get(execution_id)
+        if cached is None:
+            with self.store.read() as tx:
+                cached = tx.execution(execution_id)
+            if cached is None:
+                raise HeadwaterError(f"execution {execution_id} does not exist")
+            if len(self._executions) > 1000:
+                self._executions.clear()
+            self._executions[execution_id] = cached
+        return cached
+
+    def _execute(self, run: Row, execution: Row, cancel: threading.Event) -> TaskResult:
+        try:
+            task = self.flows.task(
+                execution["namespace"],
+                execution["flow_id"],
+                execution["flow_revision"],
+                run["task_id"],
+            )
+            entry = reg.REGISTRY.resolve(task.type, "task")
+            implementation = IMPLEMENTATIONS.get(entry.short) if entry else None
+            if implementation is None:
+                return TaskResult(State.FAILED, error=f"no implementation for {task.type}")
+            runner = self._runner_for(task)
+            context = RunContext(self, run, execution, task, cancel, runner)
+            result = implementation(context)
+        except TaskFailed as exc:
+            result = TaskResult(State.FAILED, error=str(exc))
+        except HeadwaterError as exc:
+            result = TaskResult(State.FAILED, error=str(exc))
+        except Exception as exc:  # a bug must fail the attempt, never the worker
+            log.exception("task implementation crashed", extra={"task_run": run["id"]})
+            result = TaskResult(State.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        if cancel.is_set() and result.state == State.FAILED:
+            result.state = State.KILLED
+        if result.error:
+            self.logs.write(execution["id"], run["id"], run["attempt"], "ERROR", result.error)
+        return result
+
+    def _runner_for(self, task: Task) -> Runner:
+        runner_spec = getattr(task, "taskRunner", None)
+        kind = getattr(runner_spec, "type", None)
+        entry = reg.REGISTRY.resolve(kind, "runner") if kind else None
+        name = entry.short if entry else "default"
+        runner = self.runners.get(name) or self.runners.get("default")
+        if runner is None:
+            raise HeadwaterError(f"this deployment has no runner for {kind}")
+        return runner
+
+    # -- what tasks see ------------------------------------------------------------------
+    def variables_for(self, run: Row, execution: Row, task: Task) -> dict[str, Any]:
+        with self.store.read() as tx:
+            runs = tx.task_runs(execution["id"])
+            fresh = tx.execution(execution["id"]) or execution
+        flow = self.flows.get(
+            execution["namespace"], execution["flow_id"], execution["flow_revision"]
+        )
+        by_id = {r["id"]: r for r in runs}
+        parents = []
+        parent_id = run.get("parent_id")
+        while parent_id is not None and parent_id in by_id:
+            parents.append(by_id[parent_id])
+            parent_id = by_id[parent_id]["parent_id"]
+        base = execution_variables(flow, fresh, runs)
+        return run_variables(base, run, task.type, parents)
+
+    def workdir_for(self, run: Row) -> Path:
+        """A fresh directory, or the enclosing WorkingDirectory's shared one."""
+        shared = self._enclosing_working_directory(run)
+        root = self.settings.data_dir / "workdirs"
+        if shared is not None:
+            path = root / shared
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        path = root / f"{run['id']}-{run['attempt']}"
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path
+
+    def _enclosing_working_directory(self, run: Row) -> str | None:
+        if run.get("parent_id") is None:
+            return None
+        with self.store.read() as tx:
+            parent_id = run["parent_id"]
+            execution = self._execution(run["execution_id"])
+            while parent_id is not None:
+                parent = tx.task_run(parent_id)
+                if parent is None:
+                    return None
+                task = self.flows.task(
+                    execution["namespace"],
+                    execution["flow_id"],
+                    execution["flow_revision"],
+                    parent["task_id"],
+                )
+                entry = reg.REGISTRY.resolve(task.type, "task")
+                if entry is not None and entry.short == "core.flow.WorkingDirectory":
+                    return str(parent["id"])
+                parent_id = parent["parent_id"]
+        return None
+
+    def namespace_files(self, namespace: str, commit: str | None) -> Mapping[str, bytes]:
+        if self._namespace_files is None:
+            return {}
+        return self._namespace_files(namespace, commit)
+
+    # -- serving -------------------------------------------------------------------------
+    def serve(self, stop: threading.Event) -> None:
+        """Run task runs until `stop` is set; between them wait for work, not spin."""
+        seen = self.executor.work.generation
+        while not stop.is_set():
+            try:
+                if self.run_once():
+                    continue
+            except Exception:
+                log.exception("worker step failed", extra={"worker": self.name})
+                stop.wait(1.0)
+                continue
+            seen = self.executor.work.wait(self._idle_wait(), seen)
+
+    def _idle_wait(self) -> float:
+        due = self.store.next_claimable()
+        if due is None:
+            return self.settings.idle_poll_seconds
+        return max(0.0, min(self.settings.idle_poll_seconds, due - self.clock()))
+
+
+class WorkerPool:
+    """Worker threads plus the heartbeat that renews their leases and passes on kills."""
+
+    def __init__(self, workers: list[Worker], heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+        self.workers = workers
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=worker.serve, args=(self.stop_event,), name=worker.name, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat.start()
+        self._threads.append(beat)
+
+    def _heartbeat(self) -> None:
+        while not self.stop_event.wait(self.heartbeat_seconds):
+            self.beat()
+
+    def beat(self) -> None:
+        """Renew leases; cancel what was lost or killed."""
+        for worker in self.workers:
+            running = dict(worker.running)
+            if not running:
+                continue
+            try:
+                until = worker.clock() + worker.settings.lease_seconds
+                lost = worker.store.renew_leases(worker.name, running, until)
+                killed = worker.store.kill_requested(running)
+            except Exception:
+                log.exception("lease renewal failed", extra={"worker": worker.name})
+                continue
+            for run_id in lost | killed:
+                if run_id in running:
+                    running[run_id].cancel.set()
+
+    def cancel_execution(self, execution_id: str) -> None:
+        """In-process shortcut for a kill: stop its running task runs now."""
+        for worker in self.workers:
+            for running in list(worker.running.values()):
+                if running.run["execution_id"] == execution_id:
+                    running.cancel.set()
+
+    def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        self.stop_event.set()
+        for worker in self.workers:
+            worker.executor.work.notify()
+        deadline = time.monotonic() + grace
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,177 @@
+"""`headwater run FILE`: one flow, once, on this machine, with live progress.
+
+The flow file (and, for subflows, the flows folder it sits in) is deployed into the
+data directory's store as a local revision, an execution starts, and the terminal
+shows each task run's state and duration as it changes and the logs as they come.
+Ctrl-C kills the execution cleanly. A data directory that holds an unfinished
+execution of the same flow (the previous `run` was killed) carries that one on
+instead of starting another.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from headwater.daemon import defaults
+from headwater.daemon.engine.context import iso
+from headwater.daemon.engine.engine import Engine, EngineSettings
+from headwater.daemon.engine.executor import ExecutionRequest
+from headwater.daemon.engine.flows import parse_flow
+from headwater.daemon.engine.inputs import UploadedFile
+from headwater.daemon.store.store import Row
+
+TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
+PROGRESS_POLL_SECONDS = 0.05
+
+
+def parse_input_flags(flags: Sequence[str]) -> dict[str, Any]:
+    """`-i name=value` flags; `name=@path` reads a file for a FILE input."""
+    given: dict[str, Any] = {}
+    for flag in flags:
+        name, sep, value = flag.partition("=")
+        if not sep or not name:
+            raise ValueError(f"-i {flag!r}: write name=value")
+        if value.startswith("@"):
+            path = Path(value[1:])
+            given[name] = UploadedFile(path.name, path.read_bytes())
+        else:
+            given[name] = value
+    return given
+
+
+def find_flows_dir(file: Path, flows_dir: Path | None) -> Path | None:
+    if flows_dir is not None:
+        return flows_dir
+    for parent in file.resolve().parents:
+        if parent.name == defaults.DEFAULT_FLOWS_DIR:
+            return parent
+    return None
+
+
+class Progress:
+    """Prints task-run state changes and log lines of one execution tree."""
+
+    def __init__(self, engine: Engine, out: TextIO) -> None:
+        self.engine = engine
+        self.out = out
+        self.seen: dict[str, str] = {}
+        self.names: dict[str, str] = {}
+        self._lock = threading.Lock()
+        engine.logs.listeners.append(self.on_log)
+
+    def on_log(self, row: Row) -> None:
+        name = self.names.get(row["task_run_id"] or "", "")
+        with self._lock:
+            self.out.write(f"  {row['level']:<5} {name:<20} {row['message']}\n")
+            self.out.flush()
+
+    def poll(self, execution_id: str) -> None:
+        for run in self.engine.task_runs(execution_id):
+            label = run["task_id"] + (f"[{run['value']}]" if run["value"] is not None else "")
+            self.names[run["id"]] = label
+            state = run["state"]
+            if self.seen.get(run["id"]) == state:
+                continue
+            self.seen[run["id"]] = state
+            took = ""
+            if state in TERMINAL and run["start_date"] and run["end_date"]:
+                took = f" in {(run['end_date'] - run['start_date']) * 1000:.0f} ms"
+            extra = (
+                f": {run['error']}" if run.get("error") and state in ("FAILED", "KILLED") else ""
+            )
+            with self._lock:
+                self.out.write(f"{state:<9} {label}{took}{extra}\n")
+                self.out.flush()
+            child = (run.get("outputs") or {}).get("executionId")
+            if child:
+                self.poll(child)
+
+
+def run_local(
+    file: Path,
+    given: dict[str, Any],
+    flows_dir: Path | None,
+    data_dir: Path | None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run `file` once; the process exit status (0 on SUCCESS or WARNING)."""
+    source = file.read_text(encoding="utf-8")
+    flow = parse_flow(source, str(file))
+    temporary = None
+    if data_dir is None:
+        temporary = tempfile.TemporaryDirectory(prefix="headwater-run-")
+        data_dir = Path(temporary.name)
+    engine = Engine(EngineSettings(data_dir=data_dir))
+    folder = find_flows_dir(file, flows_dir)
+    if folder is not None:
+        engine.flow_source = lambda ns, fid: _source_in(folder, ns, fid)
+    try:
+        engine.deploy_source(source, str(file))
+        engine.start()
+        return _follow(engine, flow.namespace, flow.id, given, out)
+    finally:
+        engine.stop(grace=5)
+        if temporary is not None:
+            temporary.cleanup()
+
+
+def _source_in(folder: Path, namespace: str, flow_id: str) -> str | None:
+    for suffix in defaults.FLOW_FILE_SUFFIXES:
+        candidate = folder.joinpath(*namespace.split("."), flow_id + suffix)
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8")
+    return None
+
+
+def _follow(
+    engine: Engine, namespace: str, flow_id: str, given: dict[str, Any], out: TextIO
+) -> int:
+    unfinished = engine.unfinished(namespace, flow_id)
+    if unfinished:
+        execution = unfinished[0]
+        out.write(f"carrying on with unfinished execution {execution['id']}\n")
+    else:
+        execution = engine.start_execution(ExecutionRequest(namespace, flow_id, inputs=given))
+        out.write(f"execution {execution['id']} of {namespace}.{flow_id} started\n")
+    progress = Progress(engine, out)
+    interrupted = threading.Event()
+
+    def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        out.write("\nkilling the execution (Ctrl-C again to leave at once)\n")
+        engine.kill(execution["id"])
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        while True:
+            progress.poll(execution["id"])
+            row = engine.execution(execution["id"])
+            if row is not None and row["state"] in TERMINAL:
+                progress.poll(execution["id"])
+                break
+            time.sleep(PROGRESS_POLL_SECONDS)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return _summary(row, out)
+
+
+def _summary(row: Row, out: TextIO) -> int:
+    took = (row["end_date"] or 0) - (row["start_date"] or row["created_at"])
+    out.write(f"\nexecution {row['id']} ended {row['state']} in {took:.2f} s\n")
+    if row.get("error"):
+        out.write(f"error: {row['error']}\n")
+    if row.get("outputs"):
+        out.write("outputs:\n" + json.dumps(row["outputs"], indent=2, default=str) + "\n")
+    out.write(f"(started {iso(row['created_at'])})\n")
+    return 0 if row["state"] in ("SUCCESS", "WARNING") else 1

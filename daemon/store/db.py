@@ -1,0 +1,81 @@
+"""Database engines: SQLite (WAL, one writer at a time, `BEGIN IMMEDIATE`) or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another writer
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",  # readers never wait for the writer
+    # With WAL, NORMAL loses no committed transaction when a process crashes; a power
+    # loss may lose the last few. FULL would fsync every commit.
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+)
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'headwater.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL and explicit transaction control."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=20,
+        max_overflow=20,
+    )
+    _control_sqlite_transactions(engine)
+    return engine
+
+
+def _control_sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy, not pysqlite, say when transactions begin.
+
+    pysqlite begins transactions lazily and always DEFERRED; a deferred transaction
+    that later writes fails with SQLITE_BUSY at once, whatever the busy timeout. So the
+    driver's own handling is turned off and each transaction begins explicitly: write
+    transactions with `BEGIN IMMEDIATE`, which waits for the write lock up front.
+    """
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        immediate = connection.info.pop("immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock first."""
+    with engine.connect() as connection:
+        if is_sqlite(engine):
+            connection.info["immediate"] = True
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection, connection.begin():
+        yield connection

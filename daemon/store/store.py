@@ -1,0 +1,290 @@
+"""The store seam: every component reads and writes through these verbs.
+
+Hot paths (claiming and finishing task runs, reading an execution's task runs) use
+SQLAlchemy Core statements on the SQLModel tables: a handful of statements per task
+run, each cheap, and the same SQL on SQLite and PostgreSQL. Claiming is one verb,
+`claim_task_run`, an `UPDATE … RETURNING` that becomes `FOR UPDATE SKIP LOCKED` on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+
+from headwater.daemon.store.db import is_sqlite, read_transaction, write_transaction
+from headwater.daemon.store.tables import (
+    ExecutionRow,
+    FlowRevisionRow,
+    FlowRow,
+    LogRow,
+    TaskRunRow,
+)
+
+Row = dict[str, Any]
+
+EXECUTIONS = ExecutionRow.__table__  # type: ignore[attr-defined]
+TASK_RUNS = TaskRunRow.__table__  # type: ignore[attr-defined]
+LOGS = LogRow.__table__  # type: ignore[attr-defined]
+FLOWS = FlowRow.__table__  # type: ignore[attr-defined]
+REVISIONS = FlowRevisionRow.__table__  # type: ignore[attr-defined]
+
+CLAIMABLE = ("CREATED", "RETRYING")
+
+
+class Tx:
+    """The verbs available inside one transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    # -- executions ------------------------------------------------------------------
+    def execution(self, execution_id: str) -> Row | None:
+        row = (
+            self.connection.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    def insert_execution(self, row: Row) -> None:
+        self.connection.execute(insert(EXECUTIONS), [row])
+
+    def update_execution(self, execution_id: str, values: Row) -> None:
+        self.connection.execute(
+            update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(**values)
+        )
+
+    def execution_by_trigger_key(self, key: str) -> Row | None:
+        row = (
+            self.connection.execute(select(EXECUTIONS).where(EXECUTIONS.c.trigger_key == key))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    # -- task runs -----------------------------------------------------------------
+    def task_runs(self, execution_id: str) -> list[Row]:
+        rows = self.connection.execute(
+            select(TASK_RUNS)
+            .where(TASK_RUNS.c.execution_id == execution_id)
+            .order_by(TASK_RUNS.c.seq)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def task_run(self, task_run_id: str) -> Row | None:
+        row = (
+            self.connection.execute(select(TASK_RUNS).where(TASK_RUNS.c.id == task_run_id))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    def insert_task_runs(self, rows: Sequence[Row]) -> None:
+        if rows:
+            self.connection.execute(insert(TASK_RUNS), list(rows))
+
+    def update_task_run(self, task_run_id: str, values: Row) -> None:
+        self.connection.execute(
+            update(TASK_RUNS).where(TASK_RUNS.c.id == task_run_id).values(**values)
+        )
+
+    def finish_attempt(self, task_run_id: str, attempt: int, owner: str, values: Row) -> bool:
+        """Compare-and-set: only the owner of the current attempt may finish it."""
+        result = self.connection.execute(
+            update(TASK_RUNS)
+            .where(
+                TASK_RUNS.c.id == task_run_id,
+                TASK_RUNS.c.attempt == attempt,
+                TASK_RUNS.c.lease_owner == owner,
+                TASK_RUNS.c.state.in_(("RUNNING", "KILLING")),
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+    # -- logs ------------------------------------------------------------------------
+    def insert_logs(self, rows: Sequence[Row]) -> None:
+        if rows:
+            self.connection.execute(insert(LOGS), list(rows))
+
+    # -- flows ---------------------------------------------------------------------
+    def revision(self, namespace: str, flow_id: str, revision: int | None = None) -> Row | None:
+        """A revision of a flow, or its deployed (latest) one when `revision` is None."""
+        query = select(REVISIONS).where(
+            REVISIONS.c.namespace == namespace, REVISIONS.c.flow_id == flow_id
+        )
+        if revision is None:
+            query = query.order_by(REVISIONS.c.revision.desc()).limit(1)
+        else:
+            query = query.where(REVISIONS.c.revision == revision)
+        row = self.connection.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def insert_revision(self, row: Row) -> None:
+        self.connection.execute(insert(REVISIONS), [row])
+        flow = {
+            "namespace": row["namespace"],
+            "flow_id": row["flow_id"],
+            "revision": row["revision"],
+            "deleted": row.get("deleted", False),
+            "updated_at": row["created_at"],
+        }
+        changed = self.connection.execute(
+            update(FLOWS)
+            .where(FLOWS.c.namespace == row["namespace"], FLOWS.c.flow_id == row["flow_id"])
+            .values(**flow)
+        )
+        if not changed.rowcount:
+            self.connection.execute(insert(FLOWS), [flow])
+
+
+class Store:
+    """The database behind Headwater, reached only through these verbs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sqlite = is_sqlite(engine)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with write_transaction(self.engine) as connection:
+            yield Tx(connection)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with read_transaction(self.engine) as connection:
+            yield Tx(connection)
+
+    # -- work for workers --------------------------------------------------------------
+    def claim_task_run(self, owner: str, now: float, lease_until: float) -> Row | None:
+        """Take the oldest runnable task run that is due, with a lease; None if there is none."""
+        with self.write() as tx:
+            candidate = (
+                select(TASK_RUNS.c.id)
+                .where(
+                    TASK_RUNS.c.runnable.is_(True),
+                    TASK_RUNS.c.state.in_(CLAIMABLE),
+                    TASK_RUNS.c.not_before <= now,
+                )
+                .order_by(TASK_RUNS.c.not_before, TASK_RUNS.c.created_at)
+                .limit(1)
+            )
+            if not self.sqlite:
+                candidate = candidate.with_for_update(skip_locked=True)
+            row = (
+                tx.connection.execute(
+                    update(TASK_RUNS)
+                    .where(TASK_RUNS.c.id == candidate.scalar_subquery())
+                    .values(
+                        state="RUNNING",
+                        attempt=TASK_RUNS.c.attempt + 1,
+                        lease_owner=owner,
+                        lease_expires=lease_until,
+                        start_date=func.coalesce(TASK_RUNS.c.start_date, now),
+                    )
+                    .returning(*TASK_RUNS.c)
+                )
+                .mappings()
+                .first()
+            )
+            return dict(row) if row else None
+
+    def renew_leases(self, owner: str, task_run_ids: Iterable[str], until: float) -> set[str]:
+        """Extend the leases `owner` still holds; return the ids it holds no more."""
+        ids = list(task_run_ids)
+        if not ids:
+            return set()
+        with self.write() as tx:
+            tx.connection.execute(
+                update(TASK_RUNS)
+                .where(
+                    TASK_RUNS.c.id.in_(ids),
+                    TASK_RUNS.c.lease_owner == owner,
+                    TASK_RUNS.c.state == "RUNNING",
+                )
+                .values(lease_expires=until)
+            )
+            held = tx.connection.execute(
+                select(TASK_RUNS.c.id).where(
+                    TASK_RUNS.c.id.in_(ids),
+                    TASK_RUNS.c.lease_owner == owner,
+                    TASK_RUNS.c.state == "RUNNING",
+                )
+            ).scalars()
+            return set(ids) - set(held)
+
+    def expired_leases(self, now: float) -> list[Row]:
+        with self.read() as tx:
+            rows = tx.connection.execute(
+                select(TASK_RUNS).where(
+                    TASK_RUNS.c.state.in_(("RUNNING", "KILLING")),
+                    TASK_RUNS.c.runnable.is_(True),
+                    TASK_RUNS.c.lease_expires < now,
+                )
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def executions_to_advance(self, now: float, limit: int = 100) -> list[str]:
+        """Executions with changes or timers the executor has not acted on."""
+        with self.read() as tx:
+            return list(
+                tx.connection.execute(
+                    select(EXECUTIONS.c.id)
+                    .where(or_(EXECUTIONS.c.dirty.is_(True), EXECUTIONS.c.wake_at <= now))
+                    .order_by(EXECUTIONS.c.created_at)
+                    .limit(limit)
+                ).scalars()
+            )
+
+    def next_wake(self) -> float | None:
+        with self.read() as tx:
+            value = tx.connection.execute(
+                select(func.min(EXECUTIONS.c.wake_at)).where(EXECUTIONS.c.wake_at.is_not(None))
+            ).scalar()
+            return float(value) if value is not None else None
+
+    def next_claimable(self) -> float | None:
+        """When the earliest waiting task run becomes claimable (retry backoff)."""
+        with self.read() as tx:
+            value = tx.connection.execute(
+                select(func.min(TASK_RUNS.c.not_before)).where(
+                    TASK_RUNS.c.runnable.is_(True), TASK_RUNS.c.state.in_(CLAIMABLE)
+                )
+            ).scalar()
+            return float(value) if value is not None else None
+
+    def kill_requested(self, task_run_ids: Iterable[str]) -> set[str]:
+        """Of these running task runs, those whose execution is being killed."""
+        ids = list(task_run_ids)
+        if not ids:
+            return set()
+        with self.read() as tx:
+            query = (
+                select(TASK_RUNS.c.id)
+                .join(EXECUTIONS, EXECUTIONS.c.id == TASK_RUNS.c.execution_id)
+                .where(
+                    TASK_RUNS.c.id.in_(ids),
+                    or_(TASK_RUNS.c.state == "KILLING", EXECUTIONS.c.kill_requested.is_(True)),
+                )
+            )
+            return set(tx.connection.execute(query).scalars())
+
+    # -- reads for people ------------------------------------------------------------
+    def logs(self, execution_id: str, after_id: int = 0, limit: int = 10_000) -> list[Row]:
+        with self.read() as tx:
+            rows = tx.connection.execute(
+                select(LOGS)
+                .where(LOGS.c.execution_id == execution_id, LOGS.c.id > after_id)
+                .order_by(LOGS.c.id)
+                .limit(limit)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def append_logs(self, rows: Sequence[Row]) -> None:
+        if rows:
+            with self.write() as tx:
+                tx.insert_logs(rows)

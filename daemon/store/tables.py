@@ -1,0 +1,177 @@
+"""The tables, as SQLModel classes. Alembic migrations create and change them.
+
+Times are seconds since the epoch in UTC (a float): one portable type for SQLite and
+PostgreSQL, cheap to compare, converted to RFC 3339 only where people read them.
+Structured values (inputs, outputs, labels, attempts) are JSON columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# Constraint names are given so that Alembic's batch mode on SQLite can alter them.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata = MetaData(naming_convention=NAMING)
+metadata = SQLModel.metadata
+
+
+def _json(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=nullable))
+
+
+class FlowRow(SQLModel, table=True):
+    """A deployed flow: its current revision (or the revision that deleted it)."""
+
+    __tablename__ = "flows"
+    namespace: str = Field(primary_key=True)
+    flow_id: str = Field(primary_key=True)
+    revision: int
+    deleted: bool = False
+    updated_at: float
+
+
+class FlowRevisionRow(SQLModel, table=True):
+    """Every version of a flow's source, tied to the commit that made it."""
+
+    __tablename__ = "flow_revisions"
+    namespace: str = Field(primary_key=True)
+    flow_id: str = Field(primary_key=True)
+    revision: int = Field(primary_key=True)
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    blob: str | None = None
+    commit_sha: str | None = None
+    commit_author: str | None = None
+    commit_date: float | None = None
+    commit_message: str | None = None
+    deleted: bool = False
+    equals_revision: int | None = None
+    created_at: float
+
+
+class ExecutionRow(SQLModel, table=True):
+    __tablename__ = "executions"
+    __table_args__ = (
+        Index("ix_executions_flow_created", "namespace", "flow_id", "created_at"),
+        Index("ix_executions_state", "state"),
+        Index("ix_executions_created", "created_at"),
+        Index("ix_executions_wake", "wake_at"),
+    )
+    id: str = Field(primary_key=True)
+    namespace: str
+    flow_id: str
+    flow_revision: int
+    commit_sha: str | None = None
+    state: str
+    created_at: float
+    start_date: float | None = None
+    end_date: float | None = None
+    inputs: dict[str, Any] | None = _json()
+    outputs: dict[str, Any] | None = _json()
+    labels: list[dict[str, str]] | None = _json()
+    trigger: dict[str, Any] | None = _json()
+    histories: list[dict[str, Any]] | None = _json()
+    original_id: str | None = None
+    parent_execution_id: str | None = Field(default=None, index=True)
+    parent_task_run_id: str | None = None
+    trigger_key: str | None = Field(default=None, unique=True)
+    """What caused it (schedule time, upstream execution, delivery id): creation is idempotent."""
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    wake_at: float | None = None
+    """When the executor must look at it again (a sleep, a pause, a retry); None if not."""
+    dirty: bool = False
+    """Something changed that the executor has not acted on yet."""
+    kill_requested: bool = False
+    depth: int = 0
+    """Subflow and flow-trigger nesting depth (bounded)."""
+
+
+class TaskRunRow(SQLModel, table=True):
+    __tablename__ = "task_runs"
+    __table_args__ = (
+        Index("ix_task_runs_claim", "state", "runnable", "not_before"),
+        Index("ix_task_runs_lease", "state", "lease_expires"),
+    )
+    id: str = Field(primary_key=True)
+    execution_id: str = Field(index=True)
+    parent_id: str | None = None
+    task_id: str
+    branch: str = "tasks"
+    """Which list of the parent the task is in: tasks, errors, finally, then, else, cases/x, …"""
+    value: str | None = None
+    """The loop value (ForEach), as text."""
+    values_path: list[str] | None = _json()
+    """Loop values of the enclosing loops, outermost first."""
+    runnable: bool = True
+    """Claimed by a worker (runnable tasks) or resolved by the executor (flowables)."""
+    state: str
+    attempt: int = 0
+    attempts: list[dict[str, Any]] | None = _json()
+    outputs: dict[str, Any] | None = _json()
+    metrics: list[dict[str, Any]] | None = _json()
+    created_at: float
+    start_date: float | None = None
+    end_date: float | None = None
+    not_before: float = 0.0
+    """A worker may claim it from this time on (retry backoff)."""
+    wake_at: float | None = None
+    """The executor acts on it at this time (sleep end, pause delay or timeout)."""
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    pgid: int | None = None
+    """Process group of the running attempt, to end leftovers after a crash."""
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    seq: int = 0
+    """Order of creation within the execution."""
+
+
+class LogRow(SQLModel, table=True):
+    __tablename__ = "logs"
+    __table_args__ = (Index("ix_logs_execution", "execution_id", "id"),)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    execution_id: str
+    task_run_id: str | None = None
+    attempt: int = 0
+    timestamp: float
+    level: str
+    message: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class TriggerStateRow(SQLModel, table=True):
+    """What the scheduler and other triggers remember per trigger."""
+
+    __tablename__ = "trigger_states"
+    namespace: str = Field(primary_key=True)
+    flow_id: str = Field(primary_key=True)
+    trigger_id: str = Field(primary_key=True)
+    revision: int = 0
+    enabled_at: float | None = None
+    last_fired_at: float | None = None
+    next_fire_at: float | None = None
+    disabled: bool = False
+    state: dict[str, Any] | None = _json()
+
+
+class TriggerFireRow(SQLModel, table=True):
+    """One row per cause that fired: the unique key makes each fire happen once."""
+
+    __tablename__ = "trigger_fires"
+    __table_args__ = (UniqueConstraint("fire_key", name="uq_trigger_fires_fire_key"),)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    fire_key: str
+    execution_id: str | None = None
+    fired_at: float
