@@ -279,7 +279,10 @@ class _Builder:
         if tag == _NULL:
             return None
         if tag == _BOOL:
-            return value.lower() in ("true", "yes", "on", "y")
+            # YAML 1.2: only true and false are booleans. YAML 1.1 also read yes, no, on
+            # and off so (`id: yes`, `country: NO`), which is never what a flow means.
+            lowered = value.lower()
+            return lowered == "true" if lowered in ("true", "false") else value
         if ":" in value and tag in (_INT, _FLOAT):
             return value  # YAML 1.1 reads 18:00:00 as the number 64800; people mean a time
         if tag == _INT:

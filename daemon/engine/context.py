@@ -164,9 +164,28 @@ def text_of(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, datetime):
+        return iso(value.timestamp()) or ""
     if isinstance(value, list | dict):
-        return json.dumps(value, separators=(",", ":"), default=str)
+        return json.dumps(value, separators=(",", ":"), default=_json_default)
     return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value.timestamp())
+    return str(value)
+
+
+def plain(value: Any) -> Any:
+    """A rendered value made storable as JSON (datetimes become RFC 3339 text)."""
+    if isinstance(value, datetime):
+        return iso(value.timestamp())
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return value
 
 
 def is_true(value: Any) -> bool:

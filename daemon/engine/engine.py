@@ -110,6 +110,9 @@ class Engine:
         self.pool = WorkerPool(self.workers, settings.heartbeat_seconds)
         self._stop = threading.Event()
         self._executor_thread: threading.Thread | None = None
+        self._ended_lock = threading.Condition()
+        self._ended_ids: set[str] = set()
+        self.executor.ended.append(self._on_ended)
 
     # -- flows ---------------------------------------------------------------------------
     def deploy_source(self, source: str, path: str, commit: Row | None = None) -> Row:
@@ -223,8 +226,16 @@ class Engine:
         self.db.dispose()
         self._lock.close()
 
-    def wait(self, execution_id: str, timeout: float | None = None, poll: float = 0.02) -> Row:
-        """Block until the execution ends (or `timeout` passes); its last row."""
+    def _on_ended(self, execution: Row) -> None:
+        with self._ended_lock:
+            self._ended_ids.add(execution["id"])
+            self._ended_lock.notify_all()
+
+    def wait(self, execution_id: str, timeout: float | None = None, poll: float = 0.5) -> Row:
+        """Block until the execution ends (or `timeout` passes); its last row.
+
+        Ends seen in this process wake it at once; `poll` covers other processes.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             row = self.execution(execution_id)
@@ -232,9 +243,12 @@ class Engine:
                 raise HeadwaterError(f"execution {execution_id} does not exist")
             if row["state"] in ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"):
                 return row
-            if deadline is not None and time.monotonic() > deadline:
+            left = poll if deadline is None else min(poll, deadline - time.monotonic())
+            if left <= 0:
                 return row
-            time.sleep(poll)
+            with self._ended_lock:
+                if execution_id not in self._ended_ids:
+                    self._ended_lock.wait(left)
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:

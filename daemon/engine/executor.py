@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headwater.daemon.engine import flowables as _flowables  # noqa: F401  (registers handlers)
-from headwater.daemon.engine.context import Renderer
+from headwater.daemon.engine.context import Renderer, plain
 from headwater.daemon.engine.flows import FlowCache, FlowNotFound
 from headwater.daemon.engine.planner import Plan, Planner
 from headwater.daemon.engine.retry import delay_before
@@ -41,10 +41,14 @@ class Wakeup:
         self._condition = threading.Condition()
         self._generation = 0
 
-    def notify(self) -> None:
+    def notify(self, count: int | None = None) -> None:
+        """Wake `count` waiters (all when None): one per new task run, not a herd."""
         with self._condition:
             self._generation += 1
-            self._condition.notify_all()
+            if count is None:
+                self._condition.notify_all()
+            else:
+                self._condition.notify(count)
 
     def wait(self, timeout: float, seen: int) -> int:
         with self._condition:
@@ -174,24 +178,29 @@ class Executor:
         tx.insert_task_runs(new_runs)
         for run_id, values in plan.updates.items():
             tx.update_task_run(run_id, values)
-        update = {**plan.execution, "dirty": False}
-        if "state" in plan.execution:
+        update = dict(plan.execution)
+        if execution.get("dirty"):
+            update["dirty"] = False
+        if update.get("state", execution["state"]) != execution["state"]:
             update["histories"] = [
                 *(execution.get("histories") or []),
-                {"state": plan.execution["state"], "date": self.clock()},
+                {"state": update["state"], "date": self.clock()},
             ]
-        tx.update_execution(execution["id"], update)
+        changed = {k: v for k, v in update.items() if execution.get(k) != v or k == "histories"}
+        if changed:
+            tx.update_execution(execution["id"], changed)
         execution.update(update)
         ended: list[Row] = [execution] if plan.ended else []
         for child in plan.new_executions:
             ended += self._start_child(tx, execution, child)
         for child_id in plan.kill_executions:
             tx.update_execution(child_id, {"kill_requested": True, "dirty": True})
-        if any(r["runnable"] and r["state"] == State.CREATED for r in new_runs):
-            self.work.notify()
+        claimable = sum(1 for r in new_runs if r["runnable"] and r["state"] == State.CREATED)
+        if claimable:
+            self.work.notify(claimable)
         if plan.ended and execution.get("parent_task_run_id"):
             ended += self._report_to_parent(tx, execution)
-        if "wake_at" in plan.execution or plan.kill_executions:
+        if "wake_at" in changed or plan.kill_executions:
             self.timers.notify()
         return ended
 
@@ -279,11 +288,12 @@ class Executor:
             "error": result.error,
         }
         attempts = [*(run.get("attempts") or []), attempt]
+        mask = self.renderer.masker.mask_value
         values: Row = {
             "attempts": attempts,
-            "outputs": result.outputs or None,
-            "metrics": result.metrics or None,
-            "error": result.error,
+            "outputs": mask(plain(result.outputs)) if result.outputs else None,
+            "metrics": plain(result.metrics) or None,
+            "error": mask(result.error) if result.error else None,
             "lease_owner": None,
             "lease_expires": None,
             "pgid": None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from headwater.daemon.engine.context import is_true, labels_map, text_of
 from headwater.daemon.engine.planner import (
     MAX_DEPTH,
     Outcome,
@@ -20,7 +21,6 @@ from headwater.daemon.engine.planner import (
     loop_value,
     run_path,
 )
-from headwater.daemon.engine.context import is_true, labels_map, text_of
 from headwater.daemon.engine.states import State
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.flow.tasks.conditional import If, Switch

@@ -62,7 +62,7 @@ class Planner:
         renderer: Renderer,
     ) -> None:
         self.flow = flow
-        self.execution = execution
+        self.execution = dict(execution)  # the caller compares against the original
         self.runs: list[Row] = [dict(r) for r in runs]
         self.now = now
         self.renderer = renderer
@@ -158,7 +158,7 @@ class Planner:
         paused = (
             bool(active)
             and all(
-                r["state"] == State.PAUSED or not r["runnable"] and _has_active_children(self, r)
+                r["state"] == State.PAUSED or (not r["runnable"] and _has_active_children(self, r))
                 for r in active
             )
             and any(r["state"] == State.PAUSED for r in active)

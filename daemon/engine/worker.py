@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headwater.daemon import expressions
 from headwater.daemon.engine import tasks as _tasks  # noqa: F401  (registers implementations)
 from headwater.daemon.engine.context import Renderer, execution_variables, run_variables, text_of
 from headwater.daemon.engine.executor import Executor
@@ -136,6 +137,34 @@ class RunContext:
         )
 
 
+_NAMES: dict[int, frozenset[str]] = {}
+
+
+def referenced_names(task: Task) -> frozenset[str]:
+    """Context names the task's expressions use (cached per parsed task)."""
+    found = _NAMES.get(id(task))
+    if found is None:
+        names: set[str] = set()
+        _collect_names(task.model_dump(by_alias=True), names)
+        found = _NAMES[id(task)] = frozenset(names)
+    return found
+
+
+def _collect_names(value: Any, names: set[str]) -> None:
+    if isinstance(value, str):
+        if expressions.has_expression(value):
+            try:
+                names |= expressions.parse(value).names
+            except HeadwaterError:
+                names.add("outputs")  # it fails when rendered; the full context costs little
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_names(item, names)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_names(item, names)
+
+
 class Worker:
     """One worker: claims and runs one task run at a time (`run_once` steps it)."""
 
@@ -238,9 +267,14 @@ class Worker:
 
     # -- what tasks see ------------------------------------------------------------------
     def variables_for(self, run: Row, execution: Row, task: Task) -> dict[str, Any]:
-        with self.store.read() as tx:
-            runs = tx.task_runs(execution["id"])
-            fresh = tx.execution(execution["id"]) or execution
+        """The render context of a task run; the store is read only for names it uses."""
+        names = referenced_names(task)
+        runs: list[Row] = []
+        fresh = execution
+        if names & {"outputs", "parent", "parents", "labels"}:
+            with self.store.read() as tx:
+                runs = tx.task_runs(execution["id"])
+                fresh = tx.execution(execution["id"]) or execution
         flow = self.flows.get(
             execution["namespace"], execution["flow_id"], execution["flow_revision"]
         )

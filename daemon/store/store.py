@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
 from headwater.daemon.store.db import is_sqlite, read_transaction, write_transaction
 from headwater.daemon.store.tables import (
@@ -34,6 +34,45 @@ REVISIONS = FlowRevisionRow.__table__  # type: ignore[attr-defined]
 
 CLAIMABLE = ("CREATED", "RETRYING")
 
+# Hot statements are built once: building a statement costs more than running it.
+_EXECUTION_BY_ID = select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("id"))
+_RUNS_OF_EXECUTION = (
+    select(TASK_RUNS).where(TASK_RUNS.c.execution_id == bindparam("id")).order_by(TASK_RUNS.c.seq)
+)
+_UPDATE_RUN = update(TASK_RUNS).where(TASK_RUNS.c.id == bindparam("_id"))
+_UPDATE_EXECUTION = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("_id"))
+
+
+def _claim(skip_locked: bool) -> Any:
+    candidate = (
+        select(TASK_RUNS.c.id)
+        .where(
+            TASK_RUNS.c.runnable.is_(True),
+            TASK_RUNS.c.state.in_(CLAIMABLE),
+            TASK_RUNS.c.not_before <= bindparam("now"),
+        )
+        .order_by(TASK_RUNS.c.not_before, TASK_RUNS.c.created_at)
+        .limit(1)
+    )
+    if skip_locked:  # PostgreSQL: workers never wait for each other's candidate
+        candidate = candidate.with_for_update(skip_locked=True)
+    return (
+        update(TASK_RUNS)
+        .where(TASK_RUNS.c.id == candidate.scalar_subquery())
+        .values(
+            state="RUNNING",
+            attempt=TASK_RUNS.c.attempt + 1,
+            lease_owner=bindparam("owner"),
+            lease_expires=bindparam("until"),
+            start_date=func.coalesce(TASK_RUNS.c.start_date, bindparam("now")),
+        )
+        .returning(*TASK_RUNS.c)
+    )
+
+
+_CLAIM_SQLITE = _claim(skip_locked=False)
+_CLAIM_LOCKING = _claim(skip_locked=True)
+
 
 class Tx:
     """The verbs available inside one transaction."""
@@ -43,20 +82,14 @@ class Tx:
 
     # -- executions ------------------------------------------------------------------
     def execution(self, execution_id: str) -> Row | None:
-        row = (
-            self.connection.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id))
-            .mappings()
-            .first()
-        )
+        row = self.connection.execute(_EXECUTION_BY_ID, {"id": execution_id}).mappings().first()
         return dict(row) if row else None
 
     def insert_execution(self, row: Row) -> None:
         self.connection.execute(insert(EXECUTIONS), [row])
 
     def update_execution(self, execution_id: str, values: Row) -> None:
-        self.connection.execute(
-            update(EXECUTIONS).where(EXECUTIONS.c.id == execution_id).values(**values)
-        )
+        self.connection.execute(_UPDATE_EXECUTION.values(values), {"_id": execution_id})
 
     def execution_by_trigger_key(self, key: str) -> Row | None:
         row = (
@@ -68,11 +101,7 @@ class Tx:
 
     # -- task runs -----------------------------------------------------------------
     def task_runs(self, execution_id: str) -> list[Row]:
-        rows = self.connection.execute(
-            select(TASK_RUNS)
-            .where(TASK_RUNS.c.execution_id == execution_id)
-            .order_by(TASK_RUNS.c.seq)
-        ).mappings()
+        rows = self.connection.execute(_RUNS_OF_EXECUTION, {"id": execution_id}).mappings()
         return [dict(r) for r in rows]
 
     def task_run(self, task_run_id: str) -> Row | None:
@@ -88,9 +117,7 @@ class Tx:
             self.connection.execute(insert(TASK_RUNS), list(rows))
 
     def update_task_run(self, task_run_id: str, values: Row) -> None:
-        self.connection.execute(
-            update(TASK_RUNS).where(TASK_RUNS.c.id == task_run_id).values(**values)
-        )
+        self.connection.execute(_UPDATE_RUN.values(values), {"_id": task_run_id})
 
     def finish_attempt(self, task_run_id: str, attempt: int, owner: str, values: Row) -> bool:
         """Compare-and-set: only the owner of the current attempt may finish it."""
@@ -162,35 +189,11 @@ class Store:
     # -- work for workers --------------------------------------------------------------
     def claim_task_run(self, owner: str, now: float, lease_until: float) -> Row | None:
         """Take the oldest runnable task run that is due, with a lease; None if there is none."""
+        statement = _CLAIM_SQLITE if self.sqlite else _CLAIM_LOCKING
         with self.write() as tx:
-            candidate = (
-                select(TASK_RUNS.c.id)
-                .where(
-                    TASK_RUNS.c.runnable.is_(True),
-                    TASK_RUNS.c.state.in_(CLAIMABLE),
-                    TASK_RUNS.c.not_before <= now,
-                )
-                .order_by(TASK_RUNS.c.not_before, TASK_RUNS.c.created_at)
-                .limit(1)
-            )
-            if not self.sqlite:
-                candidate = candidate.with_for_update(skip_locked=True)
-            row = (
-                tx.connection.execute(
-                    update(TASK_RUNS)
-                    .where(TASK_RUNS.c.id == candidate.scalar_subquery())
-                    .values(
-                        state="RUNNING",
-                        attempt=TASK_RUNS.c.attempt + 1,
-                        lease_owner=owner,
-                        lease_expires=lease_until,
-                        start_date=func.coalesce(TASK_RUNS.c.start_date, now),
-                    )
-                    .returning(*TASK_RUNS.c)
-                )
-                .mappings()
-                .first()
-            )
+            row = tx.connection.execute(
+                statement, {"owner": owner, "now": now, "until": lease_until}
+            ).mappings().first()
             return dict(row) if row else None
 
     def renew_leases(self, owner: str, task_run_ids: Iterable[str], until: float) -> set[str]:

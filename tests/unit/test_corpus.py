@@ -255,8 +255,9 @@ class Coverage:
             if key in fields:
                 self.visit(fields[key].annotation, item)
         kind = value.get("type")
-        if isinstance(kind, str) and REGISTRY.resolve(kind) is not None:
-            self.type_names.add(kind)
+        entry = REGISTRY.resolve(kind)
+        if isinstance(kind, str) and entry is not None and entry.model is model:
+            self.type_names.add(kind)  # a type, not a pluginDefaults entry naming one
         elif isinstance(kind, str) and model in INPUT_TYPES.values():
             self.input_types.add(kind)
 

@@ -35,6 +35,11 @@ def test_keys_stay_strings_and_dates_stay_text() -> None:
     assert doc.data == {"on": "CREATE", "1": "x", "yes": 2, "day": "2024-01-31", "flag": True}
 
 
+def test_only_true_and_false_are_booleans() -> None:
+    doc = yamlsource.load("a: yes\nb: NO\nc: off\nd: False\ne: TRUE\nf: 18:30:00\n", "f.yaml")
+    assert doc.data == {"a": "yes", "b": "NO", "c": "off", "d": False, "e": True, "f": "18:30:00"}
+
+
 def test_scalar_types() -> None:
     doc = yamlsource.load("a: 0x10\nb: 1.5\nc: ~\nd: '3'\ne: -7\nf: .inf\n", "f.yaml")
     assert doc.data["a"] == 16

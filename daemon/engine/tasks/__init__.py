@@ -10,6 +10,6 @@ non-zero exit code, an HTTP 404, a Fail task's condition) returns
 `TaskResult(state=FAILED, error=…)` with the outputs and metrics it has.
 """
 
-from headwater.daemon.engine.tasks import execution, http, log, scripts, values
+from . import execution, http, log, scripts, values
 
 __all__ = ["execution", "http", "log", "scripts", "values"]

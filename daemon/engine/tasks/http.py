@@ -12,7 +12,6 @@ cut silently.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import time
 import urllib.error
@@ -35,6 +34,7 @@ READ_CHUNK_BYTES = 64 * 1024  # one read of the body; cancel and timeout are che
 DEFAULT_BODY_TYPE = "application/json"  # Content-Type of a `body` when none is given (Kestra's)
 FORM_TYPE = "application/x-www-form-urlencoded"
 SCHEMES = ("http", "https")
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,12 @@ def request(ctx: TaskContext) -> TaskResult:
         answer = _send(call, ctx)
     except _Stop as stop:
         return TaskResult(State.FAILED, error=str(stop))
-    outputs = {"code": answer.code, "headers": answer.headers, "body": answer.body}
-    outputs["uri"] = answer.uri
+    outputs = {
+        "code": answer.code,
+        "headers": answer.headers,
+        "body": answer.body,
+        "uri": answer.uri,
+    }
     if answer.code >= 400 and not call.allow_failed:
         error = f"HTTP {answer.code} {answer.reason} from {call.uri}"
         return TaskResult(State.FAILED, outputs, error=error)
@@ -89,6 +93,9 @@ def _prepare(ctx: TaskContext, task: Request) -> _Call:
     scheme = urllib.parse.urlsplit(uri).scheme.lower()
     if scheme not in SCHEMES or not urllib.parse.urlsplit(uri).netloc:
         raise TaskFailed(f"uri must be an http:// or https:// URL, got {uri!r}")
+    method = ctx.render_text(task.method).strip().upper()
+    if method not in METHODS:
+        raise TaskFailed(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     options = task.options or RequestOptions()
     timeout = duration(ctx, options.timeout, "options.timeout")
     task_timeout = duration(ctx, task.timeout, "timeout")
@@ -101,7 +108,7 @@ def _prepare(ctx: TaskContext, task: Request) -> _Call:
         headers["Content-Type"] = content_type
     return _Call(
         uri=uri,
-        method=task.method,
+        method=method,
         headers=headers,
         data=data,
         timeout=timeout.seconds if timeout else DEFAULT_TIMEOUT_SECONDS,
@@ -145,6 +152,8 @@ def _send(call: _Call, ctx: TaskContext) -> _Answer:
         response = error
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise _Stop(_network_error(call, exc)) from exc
+    except ValueError as exc:  # http.client refuses a header with a line break, and such
+        raise TaskFailed(f"cannot send the request to {call.uri}: {exc}") from exc
     with response:
         try:
             body = _read(response, deadline, call, ctx)
@@ -180,7 +189,7 @@ def _read(response: Any, deadline: float, call: _Call, ctx: TaskContext) -> byte
 
 def _network_error(call: _Call, exc: BaseException) -> str:
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, TimeoutError | socket.timeout):
+    if isinstance(reason, TimeoutError):
         return f"timed out after {call.timeout_text} waiting for {call.uri}"
     text = str(reason) or type(reason).__name__
     return f"cannot reach {call.uri}: {text}"
@@ -240,7 +249,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         fp: Any,
         code: int,
         msg: str,
-        headers: Message,
+        headers: http.client.HTTPMessage,
         newurl: str,
     ) -> urllib.request.Request | None:
         if urllib.parse.urlsplit(newurl).scheme.lower() not in SCHEMES:
@@ -257,7 +266,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         fp: Any,
         code: int,
         msg: str,
-        headers: Message,
+        headers: http.client.HTTPMessage,
         newurl: str,
     ) -> urllib.request.Request | None:
         return None
@@ -277,9 +286,9 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
     def __init__(self, connect_timeout: float | None) -> None:
-        super().__init__(context=ssl.create_default_context())
-        self.connect_timeout = connect_timeout
         self.tls = ssl.create_default_context()
+        super().__init__(context=self.tls)
+        self.connect_timeout = connect_timeout
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         return self.do_open(self._connection, req, context=self.tls)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from headwater.daemon.engine.protocol import log_level
-from headwater.daemon.engine.taskapi import TaskContext, TaskResult, implements
+from headwater.daemon.engine.protocol import LOG_LEVELS, log_level
+from headwater.daemon.engine.taskapi import TaskContext, TaskFailed, TaskResult, implements
 from headwater.daemon.engine.tasks.properties import model_of
 from headwater.daemon.flow.tasks.log import Echo, Log
 
@@ -26,8 +26,12 @@ def echo(ctx: TaskContext) -> TaskResult:
 
 
 def write(ctx: TaskContext, level: str, message: str | list[str]) -> None:
-    """Render and log `message`; the items of a list each as their own line."""
-    canonical = log_level(level) or "INFO"
+    """Render and log `message` at `level` (an expression, perhaps); a list's items each as
+    their own line."""
+    rendered = ctx.render_text(level)
+    canonical = log_level(rendered)
+    if canonical is None:
+        raise TaskFailed(f"level must be one of {', '.join(LOG_LEVELS)}, got {rendered!r}")
     items = message if isinstance(message, list) else [message]
     texts = [ctx.render_text(item) for item in items]  # all rendered before any is logged
     for text in texts:

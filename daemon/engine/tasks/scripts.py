@@ -85,7 +85,7 @@ def run_script(ctx: TaskContext, language: Language) -> TaskResult:
     """Prepare the working directory, run the command, collect what it left."""
     task = model_of(ctx, ScriptTask)
     plan = _Plan.of(ctx, task, language)
-    plan.write_files(ctx)
+    plan.write_files()
     console = Console(ctx)
     result = ctx.runner.run(plan.spec(), console.on_line, ctx.cancel)
     failure = failure_of(result, console.last_stderr, plan.timeout)
@@ -178,7 +178,7 @@ class _Plan:
             script_file=script_file,
         )
 
-    def write_files(self, ctx: TaskContext) -> None:
+    def write_files(self) -> None:
         """Namespace files first, then inputFiles (which win), then the script body."""
         workdir.write_files(self.workdir, self.namespace_files, "namespaceFiles")
         workdir.write_files(self.workdir, self.input_files, "inputFiles")
