@@ -26,7 +26,7 @@ TASKS = [
     type: io.kestra.plugin.scripts.shell.Commands
     description: Pull the day's partition of {table}
     commands:
-      - ./extract.sh --table {table} --day "{{{{ trigger.date ?? execution.startDate | date('yyyy-MM-dd') }}}}"
+      - ./extract.sh --table {table} --day "{{{{ trigger.date ?? execution.startDate }}}}"
     env:
       TARGET: "{{{{ vars.bucket }}}}/{table}"
     timeout: PT30M
@@ -126,15 +126,13 @@ def main() -> None:
         for diagnostic in tree.all_diagnostics[:10]:
             print(diagnostic, file=sys.stderr)
         raise SystemExit("the generated flows should be valid")
-    print(
-        f"flows:            {len(tree.flows)} in 100 namespaces, {size / len(tree.flows):.0f} bytes a file"
-    )
+    per_file = size / len(tree.flows)
+    print(f"flows:            {len(tree.flows)} in 100 namespaces, {per_file:.0f} bytes a file")
     print(f"libyaml:          {'yes' if yamlsource.LIBYAML else 'NO (pure-Python PyYAML)'}")
     print(f"wall time:        {elapsed:.2f} s ({cpu:.2f} s CPU, one core)")
     print(f"flows per second: {len(tree.flows) / elapsed:.0f}")
-    print(
-        f"peak memory:      {rss_after / 1024:.0f} MiB (max RSS; {rss_before / 1024:.0f} MiB before validating)"
-    )
+    before, after = rss_before / 1024, rss_after / 1024
+    print(f"peak memory:      {after:.0f} MiB (max RSS; {before:.0f} MiB before validating)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, Position, ValidationFailed
 
+_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null"))
+_TIMESTAMP, _SEQ, _MAP = f"{_TAG}timestamp", f"{_TAG}seq", f"{_TAG}map"
+_SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP}
+
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 LIBYAML = _BaseLoader is not yaml.SafeLoader
 
@@ -40,10 +45,15 @@ class Loader(_BaseLoader):  # type: ignore[misc]
     """
 
     _first_chars = frozenset(k for k in yaml.SafeLoader.yaml_implicit_resolvers if k)
+    _words = {"true": _BOOL, "false": _BOOL, "null": _NULL, "~": _NULL}
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is ScalarNode and implicit[0] and value and value[0] not in self._first_chars:
-            return _STR
+        if kind is ScalarNode and implicit[0] and value:
+            first = value[0]
+            if first not in self._first_chars:
+                return _STR
+            if first.isalpha():  # only true, false and null are words with a meaning
+                return self._words.get(value.lower(), _STR)
         return super().resolve(kind, value, implicit)
 
     # Path resolvers are never registered, so following the path is wasted work.
@@ -54,10 +64,6 @@ class Loader(_BaseLoader):  # type: ignore[misc]
         pass
 
 
-_TAG = "tag:yaml.org,2002:"
-_STR, _INT, _FLOAT, _BOOL, _NULL = (f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null"))
-_TIMESTAMP, _SEQ, _MAP = f"{_TAG}timestamp", f"{_TAG}seq", f"{_TAG}map"
-_SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP}
 _STRUCTURAL = "[{-:?\n"
 # An anchor (`&name`) where YAML allows one; `&&` in a shell line is not one. A false
 # positive only costs the alias measurement.
@@ -96,6 +102,13 @@ class SourceDocument:
                 return None if exact else node
             node = child
         return node
+
+    def without_nodes(self) -> SourceDocument:
+        return SourceDocument(self.path, self.text, self.data, None)
+
+    def with_nodes(self) -> SourceDocument:
+        """This document with its node graph (parsed again if it was dropped)."""
+        return self if self.root is not None or self.data is None else load(self.text, self.path)
 
     def path_of(self, target: Node) -> Path:
         """The value path of `target` (found by search: for error messages only)."""

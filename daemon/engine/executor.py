@@ -260,7 +260,10 @@ class Executor:
 
     # -- finishing attempts ----------------------------------------------------------------
     def finish_attempt(self, run: Row, execution: Row, owner: str, result: TaskResult) -> bool:
-        """Record an attempt's result (retry, allowFailure) and advance; False if the lease was lost."""
+        """Record an attempt's result (retry, allowFailure), then advance.
+
+        False when the lease was lost: a late worker cannot overwrite a newer attempt.
+        """
         now = self.clock()
         values = self._attempt_outcome(run, execution, result, now)
         with self.store.write() as tx:

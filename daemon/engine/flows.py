@@ -8,6 +8,7 @@ from collections import OrderedDict
 from headwater.daemon.errors import HeadwaterError, ValidationFailed
 from headwater.daemon.flow.base import Task
 from headwater.daemon.flow.model import Flow
+from headwater.daemon.flow.tasks.dag import DagTask
 from headwater.daemon.flow.validate import validate_text
 from headwater.daemon.flow.walk import FLOW_TASK_LISTS
 from headwater.daemon.store.store import Store
@@ -75,7 +76,7 @@ def index_tasks(flow: Flow) -> dict[str, Task]:
             for name in ("tasks", "then", "else_", "defaults", "errors"):
                 children = getattr(task, name, None)
                 if isinstance(children, list):
-                    visit([getattr(c, "task", c) for c in children])
+                    visit([c.task if isinstance(c, DagTask) else c for c in children])
             cases = getattr(task, "cases", None)
             if isinstance(cases, dict):
                 for branch in cases.values():

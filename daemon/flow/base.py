@@ -56,8 +56,6 @@ class Model(BaseModel):
 
 
 class _RetryBase(Model):
-    interval: Duration | None = None
-    """Time between attempts (ISO-8601 duration)."""
     maxAttempts: PositiveInt | None = Field(default=None, alias="maxAttempts")
     """Attempts in all, the first one included."""
     maxAttempt: PositiveInt | None = None
@@ -75,6 +73,8 @@ class ConstantRetry(_RetryBase):
 
     type: Literal["constant", "CONSTANT", "Constant"]
     """Retry kind: constant."""
+    interval: Duration | None = None
+    """Time between attempts (ISO-8601 duration)."""
 
 
 class ExponentialRetry(_RetryBase):
@@ -82,6 +82,8 @@ class ExponentialRetry(_RetryBase):
 
     type: Literal["exponential", "EXPONENTIAL", "Exponential"]
     """Retry kind: exponential."""
+    interval: Duration | None = None
+    """The first interval (ISO-8601 duration); each next one is delayFactor times longer."""
     maxInterval: Duration | None = None
     """The longest interval between two attempts."""
     delayFactor: DynNumber = 2

@@ -49,9 +49,10 @@ def validate_text(text: str, path: str) -> FlowFile:
     result = FlowFile(path, doc)
     if not isinstance(doc.data, dict):
         what = "empty" if doc.data is None else f"{describe(doc.data)}, not a map"
+        start = mark_position(path, doc.root) if doc.root is not None else Position(path, 1, 1)
         result.diagnostics.append(
             Diagnostic(
-                Position(path, 1, 1),
+                start,
                 f"a flow file must be a YAML map with id, namespace and tasks; this one is {what}",
             )
         )
@@ -72,6 +73,10 @@ def validate_text(text: str, path: str) -> FlowFile:
     diagnostics += check_expressions(doc)
     result.diagnostics = sorted(set(diagnostics), key=Diagnostic.sort_key)
     result.flow = flow if not result.diagnostics else None
+    if result.flow is not None:
+        # A valid flow's node graph is only needed again to place an error, which is
+        # rare; keeping thousands of graphs costs gigabytes and slows the collector.
+        result.source = doc.without_nodes()
     return result
 
 

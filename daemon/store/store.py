@@ -191,9 +191,11 @@ class Store:
         """Take the oldest runnable task run that is due, with a lease; None if there is none."""
         statement = _CLAIM_SQLITE if self.sqlite else _CLAIM_LOCKING
         with self.write() as tx:
-            row = tx.connection.execute(
-                statement, {"owner": owner, "now": now, "until": lease_until}
-            ).mappings().first()
+            row = (
+                tx.connection.execute(statement, {"owner": owner, "now": now, "until": lease_until})
+                .mappings()
+                .first()
+            )
             return dict(row) if row else None
 
     def renew_leases(self, owner: str, task_run_ids: Iterable[str], until: float) -> set[str]:

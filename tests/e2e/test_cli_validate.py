@@ -103,4 +103,5 @@ def test_schema_command_prints_the_committed_schema(tmp_path: Path) -> None:
 def test_help_lists_the_commands() -> None:
     result = headwater("--help", cwd=ROOT)
     assert result.returncode == 0
-    assert "validate" in result.stdout and "schema" in result.stdout
+    assert "validate" in result.stdout
+    assert "schema" in result.stdout

@@ -47,4 +47,4 @@ class Request(Task):
     @classmethod
     def check(cls, raw: dict[str, Any], path: Any, report: Any) -> None:
         if raw.get("body") is not None and raw.get("formData") is not None:
-            report((*path, "formData"), "give either 'body' or 'formData', not both")
+            report((*path, "formData"), "give either 'body' or 'formData', not both", key=True)

@@ -33,4 +33,4 @@ class Echo(Task):
     @classmethod
     def check(cls, raw: dict[str, Any], path: Any, report: Any) -> None:
         if "format" not in raw and "message" not in raw:
-            report(path, "missing required property 'format' (the text to log)")
+            report(path, "missing required property 'format' (or 'message'): the text to log")

@@ -21,7 +21,9 @@ class Webhook(Trigger):
     @classmethod
     def check(cls, raw: dict[str, Any], path: Any, report: Any) -> None:
         key = raw.get("key")
-        if isinstance(key, str) and "{{" not in key and len(key.strip()) < MIN_KEY_LENGTH:
+        if isinstance(key, str) and "{{" not in key and not key.strip():
+            report((*path, "key"), "webhook key is blank")
+        elif isinstance(key, str) and "{{" not in key and len(key.strip()) < MIN_KEY_LENGTH:
             report(
                 (*path, "key"),
                 f"webhook key is {len(key.strip())} characters long; use at least "
