@@ -72,7 +72,6 @@ KEEP_UP_FRACTION = 0.95
 P99_BOUND_SECONDS = 1.0
 DRIVER_LAG_BOUND_SECONDS = 0.5
 SEARCH_RATES = (25, 50, 75, 100, 125, 150, 200, 250, 300, 400)
-TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
@@ -201,6 +200,13 @@ def describe_setup() -> None:
         f"busy_timeout={busy} ms (read from a live connection)"
     )
     print(f"worker threads:  {workers} (EngineSettings default), one executor thread")
+    print_load("load average:   ")
+
+
+def print_load(label: str) -> None:
+    """Other processes share these cores; their load is part of the conditions."""
+    one, five, fifteen = os.getloadavg()
+    print(f"{label} {one:.2f} {five:.2f} {fifteen:.2f} (1, 5, 15 min)")
 
 
 # -- 1 and 2: one long sequential execution -------------------------------------------------
@@ -232,9 +238,7 @@ def sequential(title: str, source: str, durations: Durations, target_ms: float) 
         f"  store end_date - created_at: median {statistics.median(stored) * 1e3:.1f} ms, "
         f"min {min(stored) * 1e3:.1f} ms"
     )
-    print(
-        f"  per task run: {median / SEQUENTIAL_TASKS:.2f} ms (median / {SEQUENTIAL_TASKS})"
-    )
+    print(f"  per task run: {median / SEQUENTIAL_TASKS:.2f} ms (median / {SEQUENTIAL_TASKS})")
     print(f"  target: median under {target_ms:.0f} ms: {verdict}")
 
 
@@ -262,6 +266,7 @@ class Step:
     unfinished: int = 0
     latencies: list[float] = field(default_factory=list)
     store_latencies: list[float] = field(default_factory=list)
+    late: list[float] = field(default_factory=list)
     driver_lag: float = 0.0
     max_backlog: int = 0
     end_backlog: int = 0
@@ -271,12 +276,17 @@ class Step:
         """Of latencies from arrival; an unfinished execution counts as infinitely slow."""
         return percentile(self.latencies + [math.inf] * self.unfinished, q)
 
+    def late_p99(self) -> float:
+        """p99 of the last fifth of arrivals: a growing backlog shows here first."""
+        return percentile(self.late, 0.99)
+
     @property
     def sustained(self) -> bool:
         return (
             self.arrivals > 0
             and self.completed_in_window >= KEEP_UP_FRACTION * self.arrivals
             and self.percentile(0.99) <= P99_BOUND_SECONDS
+            and self.late_p99() <= P99_BOUND_SECONDS
             and self.driver_lag <= DRIVER_LAG_BOUND_SECONDS
             and self.failed == 0
         )
@@ -287,7 +297,8 @@ class Step:
             f"{self.rate:6.0f}/s for {self.seconds:.0f} s: {self.arrivals} arrivals, "
             f"{kept:6.1%} completed in the window, backlog max {self.max_backlog} "
             f"end {self.end_backlog}, p50 {self.percentile(0.5) * 1e3:.0f} ms "
-            f"p99 {self.percentile(0.99) * 1e3:.0f} ms, driver lag "
+            f"p99 {self.percentile(0.99) * 1e3:.0f} ms (last fifth "
+            f"{self.late_p99() * 1e3:.0f} ms), driver lag "
             f"{self.driver_lag * 1e3:.0f} ms: {'sustained' if self.sustained else 'NOT sustained'}"
         )
 
@@ -313,7 +324,7 @@ def open_loop(rate: float, seconds: float, drain: float = 10.0) -> Step:
                     time.sleep(delay)
                 try:
                     scheduled[bench.request("pair")] = due
-                except BaseException as exc:  # noqa: BLE001  (reported, not hidden)
+                except BaseException as exc:  # reported below, not hidden
                     errors.append(exc)
                 step.driver_lag = max(step.driver_lag, time.perf_counter() - due)
 
@@ -327,17 +338,21 @@ def open_loop(rate: float, seconds: float, drain: float = 10.0) -> Step:
         step.completed_in_window = bench.completed() - warm
         step.end_backlog = total - step.completed_in_window
         driver.join(timeout=seconds + drain)
-        step.arrivals = len(scheduled)
+        step.arrivals = total
         step.failed = len(errors)
         deadline = time.perf_counter() + drain
-        while bench.completed() - warm < len(scheduled) and time.perf_counter() < deadline:
+        while bench.completed() - warm < total - len(errors) and time.perf_counter() < deadline:
             time.sleep(0.05)
-        for execution_id, due in scheduled.items():
+        late_from = start + 0.8 * seconds
+        for execution_id, due in list(scheduled.items()):
             ended = bench.ended_at.get(execution_id)
+            latency = math.inf if ended is None else ended - due
+            if due >= late_from:
+                step.late.append(latency)
             if ended is None:
                 step.unfinished += 1
                 continue
-            step.latencies.append(ended - due)
+            step.latencies.append(latency)
             step.store_latencies.append(bench.store_latency(execution_id))
             if bench.ended_rows[execution_id]["state"] != "SUCCESS":
                 step.failed += 1
@@ -348,8 +363,9 @@ def highest_sustained_rate(durations: Durations) -> Step | None:
     print("\n3a. Two-task executions (Log then Return), open-loop arrivals")
     print(
         f"  sustained = completions within the window >= {KEEP_UP_FRACTION:.0%} of arrivals, "
-        f"p99 <= {P99_BOUND_SECONDS * 1e3:.0f} ms, driver lag <= "
-        f"{DRIVER_LAG_BOUND_SECONDS * 1e3:.0f} ms, no failures; fresh engine per step"
+        f"p99 (overall and of the last fifth of arrivals) <= {P99_BOUND_SECONDS * 1e3:.0f} ms,\n"
+        f"  driver lag <= {DRIVER_LAG_BOUND_SECONDS * 1e3:.0f} ms, no failed execution; "
+        "a fresh engine and data directory per step"
     )
     print(f"  search, {durations.search_seconds:.0f} s a step:")
     passed: list[float] = []
@@ -474,50 +490,79 @@ def print_kinds(log: StatementLog, task_runs: int) -> None:
 
 
 def statements(durations: Durations) -> None:
-    print("\n4. SQL statements per task run (40-task Log execution)")
+    print("\n4. SQL statements per task run")
     print(
         "  counted: every statement the SQLAlchemy engine sends (before_cursor_execute);\n"
         "  excluded: log-line inserts, BEGIN / BEGIN IMMEDIATE / COMMIT / ROLLBACK, and\n"
         "  connect-time PRAGMAs. (COMMIT is the driver's commit() call, not a statement,\n"
         "  so it never reaches the hook.)"
     )
-    runs = durations.count_runs
-    task_runs = runs * SEQUENTIAL_TASKS
+    idle = idle_polling(durations.idle_seconds)
+    per_run = {}
+    for title, source, tasks, runs in (
+        (
+            f"{SEQUENTIAL_TASKS}-task Log execution",
+            log_flow("seq", SEQUENTIAL_TASKS),
+            SEQUENTIAL_TASKS,
+            durations.count_runs,
+        ),
+        ("two-task execution (Log, Return)", two_task_flow("seq"), 2, durations.count_runs * 20),
+    ):
+        print(f"  {title}, {runs} executions:")
+        stepped_statements(source, tasks, runs)
+        per_run[tasks] = live_statements(source, tasks, runs, idle)
+    verdict = "met" if per_run[SEQUENTIAL_TASKS] <= STATEMENTS_TARGET else "MISSED"
+    print(
+        f"  target: at most {STATEMENTS_TARGET:.0f} per task run: {verdict} for the "
+        f"{SEQUENTIAL_TASKS}-task execution ({per_run[SEQUENTIAL_TASKS]:.2f}); "
+        f"two-task execution: {per_run[2]:.2f}"
+    )
+
+
+def idle_polling(seconds: float) -> float:
+    """Statements a second of an engine with nothing to do."""
+    with bench_engine() as bench:
+        counter = StatementLog(bench.engine)
+        time.sleep(1.5)  # let the start-up ticks pass
+        counter.on = True
+        time.sleep(seconds)
+        counter.on = False
+    idle = counter.counted() / seconds
+    print(f"  idle engine, {seconds:.0f} s with nothing to do: {idle:.1f} statements a second:")
+    for thread, count in counter.threads.most_common():
+        print(f"      {count / seconds:6.2f}/s  {thread} thread")
+    for kind, count in counter.kinds.most_common():
+        print(f"      {count / seconds:6.2f}/s  {kind}")
+    return idle
+
+
+def stepped_statements(source: str, tasks: int, runs: int) -> None:
+    """No threads: start_execution, then one worker's run_once() until it finds nothing."""
     with bench_engine(started=False) as bench:
-        bench.deploy(log_flow("seq", SEQUENTIAL_TASKS))
+        bench.deploy(source)
         counter = StatementLog(bench.engine)
         worker = bench.engine.workers[0]
-        stepped(bench, worker)  # warm up the flow cache and the worker's execution cache
+        stepped(bench, worker)  # warm up the flow cache and connections
         counter.on = True
         for _ in range(runs):
             stepped(bench, worker)
         counter.on = False
-        print(
-            f"  a) stepped, no threads: start_execution, then one worker's run_once() until "
-            f"it finds nothing; the final empty claim is the idle poll and not counted\n"
-            f"     {counter.counted() / task_runs:.2f} statements per task run "
-            f"({counter.counted()} over {task_runs} task runs, {runs} executions); by kind:"
-        )
-        counter.kinds["claim task run (UPDATE ... RETURNING)"] -= runs  # the empty claims
-        print(f"     {counter.counted() / task_runs:.2f} per task run without the empty claims")
-        print_kinds(counter, task_runs)
+    counter.kinds["claim task run (UPDATE ... RETURNING)"] -= runs  # the empty claims
+    task_runs = runs * tasks
+    print(
+        "    a) stepped, no threads: start_execution(), then one worker's run_once() until\n"
+        "       it finds nothing (that last, empty claim is an idle poll, not counted):\n"
+        f"       {counter.counted() / task_runs:.2f} statements per task run; by kind:"
+    )
+    print_kinds(counter, task_runs)
 
+
+def live_statements(source: str, tasks: int, runs: int, idle: float) -> float:
+    """Engine started; executions one after another, counted from request to end."""
     with bench_engine() as bench:
-        bench.deploy(log_flow("seq", SEQUENTIAL_TASKS))
+        bench.deploy(source)
         counter = StatementLog(bench.engine)
-        time.sleep(1.5)  # let the start-up ticks pass
-        counter.on = True
-        time.sleep(durations.idle_seconds)
-        counter.on = False
-        idle = counter.counted() / durations.idle_seconds
-        print(
-            f"  b) idle engine, {durations.idle_seconds:.0f} s with nothing to do: "
-            f"{idle:.1f} statements a second; by thread:"
-        )
-        for thread, count in counter.threads.most_common():
-            print(f"      {count / durations.idle_seconds:6.2f}/s  {thread}")
         bench.wait_ended(bench.request("seq"))  # warm up
-        counter.reset()
         busy = 0.0
         for _ in range(runs):
             counter.on = True
@@ -525,20 +570,18 @@ def statements(durations: Durations) -> None:
             bench.wait_ended(bench.request("seq"))
             busy += time.perf_counter() - started
             counter.on = False
-        live = counter.counted()
-        net = live - idle * busy
-        verdict = "met" if net / task_runs <= STATEMENTS_TARGET else "MISSED"
-        print(
-            f"  c) live engine (threads started), {runs} executions one after another, counted\n"
-            f"     from request to end callback: {live} statements in {busy:.2f} s; minus idle\n"
-            f"     polling ({idle:.1f}/s x {busy:.2f} s = {idle * busy:.1f}): "
-            f"{net / task_runs:.2f} statements per task run; by kind (per task run):"
-        )
-        print_kinds(counter, task_runs)
-        print("     by thread (per task run):")
-        for thread, count in counter.threads.most_common():
-            print(f"      {count / task_runs:6.3f}  {thread}")
-        print(f"  target: at most {STATEMENTS_TARGET:.0f} per task run (live): {verdict}")
+    task_runs = runs * tasks
+    net = (counter.counted() - idle * busy) / task_runs
+    print(
+        f"    b) live engine, counted from request to end callback: {counter.counted()} "
+        f"statements in {busy:.2f} s,\n"
+        f"       minus idle polling ({idle:.1f}/s x {busy:.2f} s = {idle * busy:.1f}): "
+        f"{net:.2f} statements per task run; by kind:"
+    )
+    print_kinds(counter, task_runs)
+    threads = ", ".join(f"{t} {n / task_runs:.2f}" for t, n in counter.threads.most_common())
+    print(f"       by thread, per task run: {threads}")
+    return net
 
 
 def stepped(bench: Bench, worker: Any) -> None:
@@ -578,6 +621,8 @@ def main() -> None:
     for key in sorted(only):
         parts[key]()
         sys.stdout.flush()
+    print()
+    print_load("load average at the end:")
 
 
 def log_sequence(durations: Durations) -> None:

@@ -204,6 +204,8 @@ def _from_yaml_error(exc: yaml.MarkedYAMLError, path: str) -> ValidationFailed:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     parts = [p for p in (exc.context, exc.problem) if p]
+    if "maximum nesting depth" in " ".join(parts):  # libyaml 0.2.6 and later stop at 1000
+        return _fail(path, line, col, _too_deep())
     if "cannot start any token" in " ".join(parts):
         parts.append("quote a value that starts with @ or `")
     if "expected a single document" in " ".join(parts):

@@ -215,9 +215,10 @@ def _start_child(planner: Planner, task: Subflow, run: Row, depth: int) -> str:
     namespace = text_of(planner.render(task.namespace, run, task))
     flow_id = text_of(planner.render(task.flowId, run, task))
     inputs = planner.render(task.inputs or {}, run, task)
-    labels = planner.render(task.labels or {}, run, task)
-    if isinstance(labels, list):
-        labels = {item["key"]: item["value"] for item in labels}
+    raw_labels: Any = task.labels or {}
+    if isinstance(raw_labels, list):  # [{key, value}] pairs, as models
+        raw_labels = {pair.key: pair.value for pair in raw_labels}
+    labels = planner.render(raw_labels, run, task)
     if is_true(planner.render(task.inheritLabels, run, task)):
         labels = {**labels_map(planner.execution.get("labels")), **labels}
     revision = planner.render(task.revision, run, task) if task.revision is not None else None

@@ -17,18 +17,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from headwater.daemon.engine.context import (
     Renderer,
     execution_variables,
     is_true,
+    plain,
     run_variables,
     text_of,
 )
+from headwater.daemon.engine.inputs import InputsRefused, UploadedFile, resolve_inputs
 from headwater.daemon.engine.states import ACTIVE, State
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.base import Flowable, Task
-from headwater.daemon.flow.model import Flow
+from headwater.daemon.flow.inputs import INPUT_TYPES
+from headwater.daemon.flow.model import Flow, FlowOutput
 from headwater.daemon.flow.types import parse_duration
 
 Row = dict[str, Any]
@@ -199,7 +204,9 @@ class Planner:
         found = {}
         for output in self.flow.outputs or []:
             try:
-                found[output.id] = self.renderer.render(output.value, variables)
+                found[output.id] = typed_output(
+                    output, plain(self.renderer.render(output.value, variables))
+                )
             except HeadwaterError as exc:
                 if output.required:
                     raise HeadwaterError(f"output '{output.id}': {exc}") from None
@@ -365,6 +372,24 @@ class Planner:
             outputs = {**outputs, key: compute()}
             self.set(run, outputs=outputs)
         return outputs[key]
+
+
+def typed_output(output: FlowOutput, value: Any) -> Any:
+    """A flow output's value checked against its type, as an input of that type is."""
+    try:
+        declared = INPUT_TYPES[output.type].model_validate(
+            {"id": "value", "type": output.type, "required": False}
+        )
+    except ValidationError:
+        return value  # a type that needs more than its name (SELECT's values) is not checked
+    try:
+        return resolve_inputs([declared], {"value": value}, store_file=_no_upload)["value"]
+    except InputsRefused as refused:
+        raise HeadwaterError(f"not a valid {output.type}: {refused.problems[0].reason}") from None
+
+
+def _no_upload(_input_id: str, _upload: UploadedFile) -> str:
+    raise HeadwaterError("a flow output cannot be an uploaded file")
 
 
 def run_path(run: Row) -> list[str]:

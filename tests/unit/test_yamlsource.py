@@ -96,10 +96,10 @@ def test_small_aliases_are_fine() -> None:
 def test_deep_nesting_is_refused_without_crashing() -> None:
     depth = 100_000  # libyaml's composer would overflow the C stack on this
     message = _error("[" * depth + "]" * depth)
-    assert (
-        message
-        == f"f.yaml:1:{defaults.MAX_YAML_DEPTH + 1}: error: YAML nests deeper than 200 levels"
-    )
+    # The column is where the limit was hit: ours (201), or libyaml's own (1001) in
+    # builds whose libyaml refuses deep nesting while scanning ahead.
+    assert message.startswith("f.yaml:1:")
+    assert message.endswith(": error: YAML nests deeper than 200 levels")
 
 
 def test_moderate_block_nesting_is_refused_by_the_builder() -> None:

@@ -1,0 +1,127 @@
+"""The store on a real SQLite file: schema from migrations, claiming, leases, compare-and-set."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from headwater.daemon.store.db import make_engine, sqlite_url
+from headwater.daemon.store.migrate import upgrade
+from headwater.daemon.store.store import Row, Store
+from headwater.daemon.store.tables import metadata
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    engine = make_engine(sqlite_url(tmp_path))
+    upgrade(engine)
+    return Store(engine)
+
+
+def task_run(run_id: str, **values: object) -> Row:
+    row: Row = {
+        "id": run_id,
+        "execution_id": "e1",
+        "parent_id": None,
+        "task_id": run_id,
+        "branch": "tasks",
+        "value": None,
+        "values_path": None,
+        "runnable": True,
+        "state": "CREATED",
+        "attempt": 0,
+        "attempts": [],
+        "created_at": 1.0,
+        "not_before": 0.0,
+        "seq": 1,
+    }
+    row.update(values)
+    return row
+
+
+def test_migrations_create_exactly_the_tables_of_the_models(store: Store) -> None:
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+    assert set(inspect(store.engine).get_table_names()) >= {
+        "flows", "flow_revisions", "executions", "task_runs", "logs", "trigger_states",
+    }  # fmt: skip
+
+
+def test_upgrade_twice_is_harmless(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path))
+    upgrade(engine)
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_claim_takes_due_runs_in_order_and_only_once(store: Store) -> None:
+    with store.write() as tx:
+        tx.insert_task_runs([
+            task_run("later", not_before=50.0, created_at=1.0),
+            task_run("first", created_at=2.0),
+            task_run("second", created_at=3.0),
+            task_run("flowable", runnable=False),
+        ])  # fmt: skip
+    claimed = [store.claim_task_run("w", now=10.0, lease_until=40.0) for _ in range(3)]
+    assert [c["id"] if c else None for c in claimed] == ["first", "second", None]
+    assert claimed[0] is not None
+    assert claimed[0]["state"] == "RUNNING"
+    assert claimed[0]["attempt"] == 1
+    assert claimed[0]["lease_owner"] == "w"
+    late = store.claim_task_run("w", now=60.0, lease_until=90.0)
+    assert late is not None
+    assert late["id"] == "later"
+
+
+def test_concurrent_claims_never_share_a_task_run(store: Store) -> None:
+    with store.write() as tx:
+        tx.insert_task_runs([task_run(f"r{i}", created_at=float(i)) for i in range(200)])
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def claim_all(owner: str) -> None:
+        while (row := store.claim_task_run(owner, now=1.0, lease_until=100.0)) is not None:
+            with lock:
+                taken.append(row["id"])
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == sorted(f"r{i}" for i in range(200))
+
+
+def test_a_late_worker_cannot_finish_a_newer_attempt(store: Store) -> None:
+    with store.write() as tx:
+        tx.insert_task_runs([task_run("r")])
+    first = store.claim_task_run("old", now=1.0, lease_until=2.0)
+    assert first is not None
+    with store.write() as tx:  # the lease expired; the run goes back for another attempt
+        tx.update_task_run("r", {"state": "RETRYING", "lease_owner": None})
+    second = store.claim_task_run("new", now=3.0, lease_until=30.0)
+    assert second is not None
+    assert second["attempt"] == 2
+    with store.write() as tx:
+        assert not tx.finish_attempt("r", 1, "old", {"state": "SUCCESS"})
+        assert not tx.finish_attempt("r", 2, "old", {"state": "SUCCESS"})
+        assert tx.finish_attempt("r", 2, "new", {"state": "FAILED"})
+        final = tx.task_run("r")
+    assert final is not None
+    assert final["state"] == "FAILED"
+
+
+def test_leases_renew_for_their_owner_and_expire_otherwise(store: Store) -> None:
+    with store.write() as tx:
+        tx.insert_task_runs([task_run("a"), task_run("b", created_at=2.0)])
+    assert store.claim_task_run("w1", now=1.0, lease_until=5.0) is not None
+    assert store.claim_task_run("w2", now=1.0, lease_until=5.0) is not None
+    assert store.renew_leases("w1", ["a", "b"], until=20.0) == {"b"}
+    assert [r["id"] for r in store.expired_leases(now=10.0)] == ["b"]
