@@ -126,5 +126,39 @@ def run(file: Path, inputs: tuple[str, ...], flows_dir: Path | None, data_dir: P
     sys.exit(status)
 
 
+@main.command()
+@click.option("--repo", help="Flows repository: URL or local path (default: a demo repository).")
+@click.option("--branch", help="Branch to deploy (default main).")
+@click.option("--flows-dir", help="Root folder of flows in the repository (default flows).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory.")
+@click.option("--port", type=int, help="HTTP port (default 8080; 0 picks a free one).")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--db", help="Database URL (default SQLite in the data directory).")
+@click.option("--poll-interval", type=float, help="Seconds between polls; 0 turns polling off.")
+@click.option("--workers", type=int, help="Worker threads.")
+def up(**options: object) -> None:
+    """Run the daemon: sync, executor, workers and the web server.
+
+    Every option can also be set with a HEADWATER_* environment variable (HEADWATER_REPO,
+    HEADWATER_PORT, …). Secrets only come from the environment: HEADWATER_TOKEN (API and
+    page), HEADWATER_WEBHOOK_SECRET, HEADWATER_GIT_TOKEN.
+    """
+    from headwater.daemon.daemon import Daemon
+    from headwater.daemon.errors import HeadwaterError
+    from headwater.daemon.settings import Settings
+
+    given = {k: v for k, v in options.items() if v is not None}
+    settings = Settings(**given)  # type: ignore[arg-type]
+    logging.getLogger("headwater").setLevel(logging.INFO)
+    try:
+        daemon = Daemon(settings)
+    except HeadwaterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"headwater: deploying {daemon.repository} ({settings.branch}); "
+               f"data in {settings.data_dir}", err=True)
+    daemon.serve_forever()
+
+
 if __name__ == "__main__":
     main()

@@ -119,6 +119,8 @@ class Renderer:
     ) -> None:
         self.secrets = secrets
         self.masker = masker
+        self.environ = secrets.environ
+        """The environment `envs` comes from: the one secrets are read from."""
         self.read = read
         self.now = now or (lambda: datetime.now(UTC))
 

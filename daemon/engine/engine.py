@@ -29,7 +29,7 @@ from headwater.daemon.engine.inputs import (
 )
 from headwater.daemon.engine.logs import LogWriter
 from headwater.daemon.engine.secrets import Masker, Secrets
-from headwater.daemon.engine.worker import Worker, WorkerPool, WorkerSettings
+from headwater.daemon.engine.worker import NamespaceFiles, Worker, WorkerPool, WorkerSettings
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.flow.model import Flow
 from headwater.daemon.storage import LocalStorage
@@ -69,7 +69,10 @@ class Engine:
         settings: EngineSettings,
         clock: Callable[[], float] = time.time,
         environ: Mapping[str, str] | None = None,
+        namespace_files: NamespaceFiles | None = None,
     ) -> None:
+        """`environ` is where secrets (`SECRET_*`) and `envs` (`ENV_*`) come from (default:
+        this process's); `namespace_files` gives a namespace's files at a commit."""
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_data_dir(settings.data_dir)
@@ -102,6 +105,7 @@ class Engine:
                 self.storage,
                 runners,
                 worker_settings,
+                namespace_files=namespace_files,
                 clock=clock,
                 name=f"{os.getpid()}-w{i}",
             )

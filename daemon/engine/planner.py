@@ -110,7 +110,9 @@ class Planner:
 
     def base(self) -> dict[str, Any]:
         if self._base is None:
-            self._base = execution_variables(self.flow, self.execution, self.runs)
+            self._base = execution_variables(
+                self.flow, self.execution, self.runs, self.renderer.environ
+            )
         return self._base
 
     def variables(self, run: Row, task: Task) -> dict[str, Any]:

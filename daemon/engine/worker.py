@@ -8,6 +8,7 @@ task runs by their policy. Several workers run as threads of one process by defa
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import shutil
@@ -32,14 +33,18 @@ from headwater.daemon.engine.taskapi import (
     TaskFailed,
     TaskResult,
 )
+from headwater.daemon.engine.tasks import workdir
+from headwater.daemon.engine.tasks.properties import text_list
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.base import Task
+from headwater.daemon.flow.tasks.workingdirectory import WorkingDirectory
 from headwater.daemon.store.store import Row, Store
-from headwater.runners.base import Runner
+from headwater.runners.base import LineSink, Runner, RunResult, RunSpec
 
 log = logging.getLogger(__name__)
 
+WORKDIRS = "workdirs"  # folder of the data directory where attempts get their directories
 LEASE_SECONDS = 30.0  # a task run's lease; at least ten heartbeats long (DESIGN)
 HEARTBEAT_SECONDS = 3.0
 IDLE_POLL_SECONDS = 1.0  # a worker with nothing to do looks again this often (other processes)
@@ -87,7 +92,9 @@ class RunContext:
         self.flow_id = execution["flow_id"]
         self.cancel = cancel
         self.storage: InternalStorage = worker.storage
-        self.runner = runner
+        self.runner: Runner = _RecordingRunner(runner, lambda pgid: worker.record_pgid(run, pgid))
+        self.shared: SharedDirectory | None = None
+        """The enclosing WorkingDirectory's directory, once the task asked for its own."""
         self._variables: dict[str, Any] | None = None
         self._workdir: Path | None = None
 
@@ -116,7 +123,8 @@ class RunContext:
 
     def working_directory(self) -> Path:
         if self._workdir is None:
-            self._workdir = self.worker.workdir_for(self.run)
+            self.shared = self.worker.shared_directory(self.run, self.execution)
+            self._workdir = self.shared.path if self.shared else self.worker.workdir_for(self.run)
         return self._workdir
 
     def namespace_files(
@@ -135,6 +143,37 @@ class RunContext:
             f"{self.namespace.replace('.', '/')}/{self.flow_id}/executions/{self.execution_id}/"
             f"tasks/{self.run['task_id']}/{self.task_run_id}/{self.attempt}/{name}"
         )
+
+
+@dataclass
+class SharedDirectory:
+    """The directory the children of a WorkingDirectory task share, and that task's run."""
+
+    path: Path
+    run: Row
+    task: WorkingDirectory
+
+
+class _RecordingRunner:
+    """A runner that records each started process group, to end it after a crash."""
+
+    def __init__(self, runner: Runner, record: Callable[[int], None]) -> None:
+        self.runner = runner
+        self.record = record
+
+    def run(
+        self,
+        spec: RunSpec,
+        on_line: LineSink,
+        cancel: threading.Event,
+        on_start: Callable[[int], None] | None = None,
+    ) -> RunResult:
+        def started(pgid: int) -> None:
+            self.record(pgid)
+            if on_start is not None:
+                on_start(pgid)
+
+        return self.runner.run(spec, on_line, cancel, started)
 
 
 _NAMES: dict[int, frozenset[str]] = {}
@@ -242,6 +281,8 @@ class Worker:
             runner = self._runner_for(task)
             context = RunContext(self, run, execution, task, cancel, runner)
             result = implementation(context)
+            if context.shared is not None and result.state != State.FAILED:
+                self.collect_shared(context.shared, execution)
         except TaskFailed as exc:
             result = TaskResult(State.FAILED, error=str(exc))
         except HeadwaterError as exc:
@@ -284,24 +325,83 @@ class Worker:
         while parent_id is not None and parent_id in by_id:
             parents.append(by_id[parent_id])
             parent_id = by_id[parent_id]["parent_id"]
-        base = execution_variables(flow, fresh, runs)
+        base = execution_variables(flow, fresh, runs, self.renderer.environ)
         return run_variables(base, run, task.type, parents)
 
+    def record_pgid(self, run: Row, pgid: int) -> None:
+        """Keep the process group of the attempt running `run` (while this worker holds it)."""
+        with self.store.write() as tx:
+            current = tx.task_run(run["id"])
+            if current is not None and (current["lease_owner"], current["attempt"]) == (
+                self.name,
+                run["attempt"],
+            ):
+                tx.update_task_run(run["id"], {"pgid": pgid})
+
     def workdir_for(self, run: Row) -> Path:
-        """A fresh directory, or the enclosing WorkingDirectory's shared one."""
-        shared = self._enclosing_working_directory(run)
-        root = self.settings.data_dir / "workdirs"
-        if shared is not None:
-            path = root / shared
-            path.mkdir(parents=True, exist_ok=True)
-            return path
-        path = root / f"{run['id']}-{run['attempt']}"
+        """A fresh directory for one attempt."""
+        path = self.settings.data_dir / WORKDIRS / f"{run['id']}-{run['attempt']}"
         if path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True)
         return path
 
-    def _enclosing_working_directory(self, run: Row) -> str | None:
+    def shared_directory(self, run: Row, execution: Row) -> SharedDirectory | None:
+        """The enclosing WorkingDirectory's directory (prepared by its first child), if any."""
+        found = self._enclosing_working_directory(run)
+        if found is None:
+            return None
+        parent, task = found
+        shared = SharedDirectory(self.settings.data_dir / WORKDIRS / parent["id"], parent, task)
+        if not shared.path.is_dir():
+            self._prepare_shared(shared, execution)
+        return shared
+
+    def _prepare_shared(self, shared: SharedDirectory, execution: Row) -> None:
+        """Write the WorkingDirectory's namespace files and inputFiles: all of them or none."""
+        ctx = self._context_of(shared, execution)
+        namespace_files = workdir.namespace_files(ctx, shared.task.namespaceFiles)
+        input_files = workdir.input_files(ctx, shared.task.inputFiles)
+        staging = shared.path.with_name(f".{shared.path.name}-{uuid.uuid4().hex[:8]}")
+        staging.mkdir(parents=True)
+        try:
+            workdir.write_files(staging, namespace_files, "namespaceFiles")
+            workdir.write_files(staging, input_files, "inputFiles")
+            with contextlib.suppress(OSError):  # another child prepared it meanwhile
+                staging.rename(shared.path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def collect_shared(self, shared: SharedDirectory, execution: Row) -> None:
+        """Keep the WorkingDirectory's `outputFiles` found so far as that task's outputs.
+
+        Collected after each child, so the last child's files are there when it ends.
+        """
+        if shared.task.outputFiles is None:
+            return
+        ctx = self._context_of(shared, execution)
+        patterns = text_list(ctx, shared.task.outputFiles, "outputFiles")
+        workdir.check_patterns(patterns)
+        root = shared.path.resolve()
+        kept: dict[str, str] = {}
+        for pattern in patterns:
+            for file in sorted(shared.path.glob(pattern.strip())):
+                name = file.relative_to(shared.path).as_posix()
+                if file.is_file() and file.resolve().is_relative_to(root):
+                    kept[name] = self.storage.put_file(ctx.output_key(name), file)
+        if not kept:
+            return
+        with self.store.write() as tx:
+            current = tx.task_run(shared.run["id"]) or shared.run
+            outputs = current.get("outputs") or {}
+            files = {**(outputs.get("outputFiles") or {}), **kept}
+            tx.update_task_run(shared.run["id"], {"outputs": {**outputs, "outputFiles": files}})
+
+    def _context_of(self, shared: SharedDirectory, execution: Row) -> RunContext:
+        runner = self._runner_for(shared.task)
+        return RunContext(self, shared.run, execution, shared.task, threading.Event(), runner)
+
+    def _enclosing_working_directory(self, run: Row) -> tuple[Row, WorkingDirectory] | None:
         if run.get("parent_id") is None:
             return None
         with self.store.read() as tx:
@@ -317,9 +417,8 @@ class Worker:
                     execution["flow_revision"],
                     parent["task_id"],
                 )
-                entry = reg.REGISTRY.resolve(task.type, "task")
-                if entry is not None and entry.short == "core.flow.WorkingDirectory":
-                    return str(parent["id"])
+                if isinstance(task, WorkingDirectory):
+                    return parent, task
                 parent_id = parent["parent_id"]
         return None
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 import pathspec
 
@@ -135,18 +135,30 @@ def _walk(
             yield entry
 
 
-def _classify(
-    entry: os.DirEntry[str], repo_root: FsPath, top: FsPath, tree: FlowsTree, out: list[Located]
-) -> None:
-    path = FsPath(entry.path)
-    rel = _rel(path, repo_root)
-    parts = path.relative_to(top).parts
+@dataclass(frozen=True)
+class Place:
+    """What a path under the flows folder is, by the repository contract."""
+
+    kind: Literal["flow", "namespace_file", "other"]
+    namespace: str | None = None
+    flow_id: str | None = None
+    inner: str | None = None
+    """For a namespace file: its path inside `_files/`."""
+    problems: tuple[str, ...] = ()
+
+
+def place_of(parts: tuple[str, ...], flows_dir: str = defaults.DEFAULT_FLOWS_DIR) -> Place:
+    """Classify a path, given as its parts relative to the flows folder."""
     folders, name = parts[:-1], parts[-1]
     if defaults.NAMESPACE_FILES_DIR in folders:
-        _namespace_file(entry, rel, folders, tree)
-        return
+        index = folders.index(defaults.NAMESPACE_FILES_DIR)
+        if index == 0:
+            problem = "_files/ must be inside a namespace folder (flows/<namespace>/_files/)"
+            return Place("namespace_file", problems=(problem,))
+        inner = "/".join((*folders[index + 1 :], name))
+        return Place("namespace_file", ".".join(folders[:index]), inner=inner)
     if name.startswith(".") or not name.endswith(defaults.FLOW_FILE_SUFFIXES):
-        return  # README.md, .gitkeep and the like live beside flows without meaning
+        return Place("other")  # README.md, .gitkeep and the like live beside flows
     problems = [
         f"folder '{folder}' is not a valid namespace segment: use lower-case letters, digits, "
         "_ and - (it must match ^[a-z0-9][a-z0-9_-]*$; nesting makes the dots)"
@@ -155,41 +167,48 @@ def _classify(
     ]
     if not folders:
         problems.append(
-            "a flow file must be in a namespace folder, e.g. "
-            f"{_rel(top, repo_root)}/company/team/{name}"
+            f"a flow file must be in a namespace folder, e.g. {flows_dir}/company/team/{name}"
         )
-    if problems:
-        tree.diagnostics += [Diagnostic(Position(rel, 1, 1), p) for p in problems]
-        return
-    flow_id = name.rsplit(".", 1)[0]
-    out.append(Located(path, rel, ".".join(folders), flow_id))
+    return Place("flow", ".".join(folders), name.rsplit(".", 1)[0], problems=tuple(problems))
+
+
+def _classify(
+    entry: os.DirEntry[str], repo_root: FsPath, top: FsPath, tree: FlowsTree, out: list[Located]
+) -> None:
+    path = FsPath(entry.path)
+    rel = _rel(path, repo_root)
+    place = place_of(path.relative_to(top).parts, _rel(top, repo_root))
+    if place.problems:
+        tree.diagnostics += [Diagnostic(Position(rel, 1, 1), p) for p in place.problems]
+    elif place.kind == "namespace_file" and place.namespace is not None and place.inner:
+        _namespace_file(entry, rel, place.namespace, place.inner, tree)
+    elif place.kind == "flow":
+        out.append(Located(path, rel, place.namespace, place.flow_id))
 
 
 def _namespace_file(
-    entry: os.DirEntry[str], rel: str, folders: tuple[str, ...], tree: FlowsTree
+    entry: os.DirEntry[str], rel: str, namespace: str, inner: str, tree: FlowsTree
 ) -> None:
-    index = folders.index(defaults.NAMESPACE_FILES_DIR)
-    if index == 0:
-        tree.diagnostics.append(
-            Diagnostic(
-                Position(rel, 1, 1),
-                "_files/ must be inside a namespace folder (flows/<namespace>/_files/)",
-            )
-        )
+    problem = namespace_file_problem(entry.stat(follow_symlinks=False).st_size)
+    if problem:
+        tree.diagnostics.append(Diagnostic(Position(rel, 1, 1), problem))
         return
-    size = entry.stat(follow_symlinks=False).st_size
-    if size > defaults.MAX_NAMESPACE_FILE_BYTES:
-        tree.diagnostics.append(
-            Diagnostic(
-                Position(rel, 1, 1),
-                f"namespace file is {size} bytes; the limit is "
-                f"{defaults.MAX_NAMESPACE_FILE_BYTES} bytes (10 MiB)",
-            )
-        )
-        return
-    namespace = ".".join(folders[:index])
-    inner = "/".join((*folders[index + 1 :], FsPath(entry.path).name))
     tree.namespace_files.setdefault(namespace, []).append(inner)
+
+
+def namespace_file_problem(size: int) -> str | None:
+    if size > defaults.MAX_NAMESPACE_FILE_BYTES:
+        return (
+            f"namespace file is {size} bytes; the limit is "
+            f"{defaults.MAX_NAMESPACE_FILE_BYTES} bytes (10 MiB)"
+        )
+    return None
+
+
+def flow_file_problem(size: int) -> str | None:
+    if size > defaults.MAX_FLOW_FILE_BYTES:
+        return f"flow file is {size} bytes; the limit is {defaults.MAX_FLOW_FILE_BYTES} bytes (1 MiB)"
+    return None
 
 
 def _check_duplicate_ids(located: list[Located], tree: FlowsTree) -> None:
@@ -211,18 +230,24 @@ def _check_duplicate_ids(located: list[Located], tree: FlowsTree) -> None:
 def validate_located(item: Located) -> FlowFile:
     """Validate one flow file and check it declares the namespace and id of its place."""
     try:
-        size = item.path.stat().st_size
-        if size > defaults.MAX_FLOW_FILE_BYTES:
-            return _file_error(
-                item,
-                f"flow file is {size} bytes; the limit is "
-                f"{defaults.MAX_FLOW_FILE_BYTES} bytes (1 MiB)",
-            )
-        text = item.path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return _file_error(item, f"flow file is not UTF-8 text: {exc.reason} at byte {exc.start}")
+        problem = flow_file_problem(item.path.stat().st_size)
+        if problem:
+            return _file_error(item, problem)
+        data = item.path.read_bytes()
     except OSError as exc:
         return _file_error(item, f"cannot read: {exc.strerror}")
+    return validate_blob(data, item)
+
+
+def validate_blob(data: bytes, item: Located) -> FlowFile:
+    """Validate the bytes of a flow file (from disk or from git) placed at `item`."""
+    problem = flow_file_problem(len(data))
+    if problem:
+        return _file_error(item, problem)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _file_error(item, f"flow file is not UTF-8 text: {exc.reason} at byte {exc.start}")
     return validate_placed(text, item)
 
 

@@ -18,10 +18,14 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select,
 from headwater.daemon.store.db import is_sqlite, read_transaction, write_transaction
 from headwater.daemon.store.tables import (
     ExecutionRow,
+    FlowReferenceRow,
     FlowRevisionRow,
     FlowRow,
     LogRow,
+    SyncRow,
+    SyncStateRow,
     TaskRunRow,
+    WebhookDeliveryRow,
 )
 
 Row = dict[str, Any]
@@ -31,6 +35,10 @@ TASK_RUNS = TaskRunRow.__table__  # type: ignore[attr-defined]
 LOGS = LogRow.__table__  # type: ignore[attr-defined]
 FLOWS = FlowRow.__table__  # type: ignore[attr-defined]
 REVISIONS = FlowRevisionRow.__table__  # type: ignore[attr-defined]
+SYNCS = SyncRow.__table__  # type: ignore[attr-defined]
+SYNC_STATE = SyncStateRow.__table__  # type: ignore[attr-defined]
+REFERENCES = FlowReferenceRow.__table__  # type: ignore[attr-defined]
+DELIVERIES = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
 
 CLAIMABLE = ("CREATED", "RETRYING")
 
@@ -152,13 +160,16 @@ class Tx:
         return dict(row) if row else None
 
     def insert_revision(self, row: Row) -> None:
-        self.connection.execute(insert(REVISIONS), [row])
+        """A new revision of a flow, which becomes its deployed one."""
+        self.connection.execute(insert(REVISIONS), [{k: v for k, v in row.items() if k != "path"}])
         flow = {
             "namespace": row["namespace"],
             "flow_id": row["flow_id"],
             "revision": row["revision"],
             "deleted": row.get("deleted", False),
             "updated_at": row["created_at"],
+            "path": row.get("path"),
+            "blob": row.get("blob"),
         }
         changed = self.connection.execute(
             update(FLOWS)
@@ -167,6 +178,116 @@ class Tx:
         )
         if not changed.rowcount:
             self.connection.execute(insert(FLOWS), [flow])
+
+    def flow(self, namespace: str, flow_id: str) -> Row | None:
+        row = (
+            self.connection.execute(
+                select(FLOWS).where(FLOWS.c.namespace == namespace, FLOWS.c.flow_id == flow_id)
+            )
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
+    def set_flow_path(self, namespace: str, flow_id: str, path: str) -> None:
+        self.connection.execute(
+            update(FLOWS)
+            .where(FLOWS.c.namespace == namespace, FLOWS.c.flow_id == flow_id)
+            .values(path=path)
+        )
+
+    def deployed_flows(self) -> list[Row]:
+        rows = self.connection.execute(
+            select(FLOWS)
+            .where(FLOWS.c.deleted.is_(False))
+            .order_by(FLOWS.c.namespace, FLOWS.c.flow_id)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def revision_blobs(self, namespace: str, flow_id: str) -> list[Row]:
+        """(revision, blob, deleted) of every revision of a flow, newest first."""
+        rows = self.connection.execute(
+            select(REVISIONS.c.revision, REVISIONS.c.blob, REVISIONS.c.deleted)
+            .where(REVISIONS.c.namespace == namespace, REVISIONS.c.flow_id == flow_id)
+            .order_by(REVISIONS.c.revision.desc())
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def referencing(self, targets: Iterable[tuple[str, str]]) -> list[Row]:
+        """Deployed flows that name any of `targets` (subflows, flow triggers)."""
+        found: list[Row] = []
+        for namespace, flow_id in targets:
+            rows = self.connection.execute(
+                select(REFERENCES).where(
+                    REFERENCES.c.ref_namespace == namespace, REFERENCES.c.ref_flow_id == flow_id
+                )
+            ).mappings()
+            found += [dict(r) for r in rows]
+        return found
+
+    def replace_references(
+        self, namespace: str, flow_id: str, refs: Iterable[tuple[str, str, str]]
+    ) -> None:
+        self.connection.execute(
+            REFERENCES.delete().where(
+                REFERENCES.c.namespace == namespace, REFERENCES.c.flow_id == flow_id
+            )
+        )
+        rows = [
+            {
+                "namespace": namespace,
+                "flow_id": flow_id,
+                "ref_namespace": ns,
+                "ref_flow_id": fid,
+                "kind": kind,
+            }
+            for ns, fid, kind in sorted(set(refs))
+        ]
+        if rows:
+            self.connection.execute(insert(REFERENCES), rows)
+
+    # -- sync --------------------------------------------------------------------------
+    def sync_state(self) -> Row:
+        row = (
+            self.connection.execute(select(SYNC_STATE).where(SYNC_STATE.c.id == 1))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            self.connection.execute(
+                insert(SYNC_STATE), [{"id": 1, "suspended": False, "fetch_failures": 0}]
+            )
+            row = self.connection.execute(select(SYNC_STATE)).mappings().first()
+        return dict(row) if row else {}
+
+    def update_sync_state(self, values: Row) -> None:
+        self.sync_state()
+        self.connection.execute(update(SYNC_STATE).where(SYNC_STATE.c.id == 1).values(**values))
+
+    def insert_sync(self, row: Row) -> int:
+        result = self.connection.execute(insert(SYNCS).returning(SYNCS.c.id), row)
+        return int(result.scalar_one())
+
+    def update_sync(self, sync_id: int, values: Row) -> None:
+        self.connection.execute(update(SYNCS).where(SYNCS.c.id == sync_id).values(**values))
+
+    def syncs(self, limit: int = 50, offset: int = 0) -> list[Row]:
+        rows = self.connection.execute(
+            select(SYNCS).order_by(SYNCS.c.id.desc()).limit(limit).offset(offset)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def record_delivery(self, delivery_id: str, now: float) -> bool:
+        """Remember a webhook delivery; False when it was seen before (a redelivery)."""
+        seen = self.connection.execute(
+            select(DELIVERIES.c.delivery_id).where(DELIVERIES.c.delivery_id == delivery_id)
+        ).first()
+        if seen is not None:
+            return False
+        self.connection.execute(
+            insert(DELIVERIES), [{"delivery_id": delivery_id, "received_at": now}]
+        )
+        return True
 
 
 class Store:

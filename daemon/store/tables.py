@@ -37,6 +37,10 @@ class FlowRow(SQLModel, table=True):
     revision: int
     deleted: bool = False
     updated_at: float
+    path: str | None = None
+    """The file it comes from, relative to the repository root."""
+    blob: str | None = None
+    """The git blob of its source: "unchanged" means the same blob."""
 
 
 class FlowRevisionRow(SQLModel, table=True):
@@ -175,3 +179,68 @@ class TriggerFireRow(SQLModel, table=True):
     fire_key: str
     execution_id: str | None = None
     fired_at: float
+
+
+class SyncRow(SQLModel, table=True):
+    """One sync attempt: what it was asked to do and what came of it."""
+
+    __tablename__ = "syncs"
+    __table_args__ = (Index("ix_syncs_started", "started_at"),)
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    started_at: float
+    finished_at: float | None = None
+    cause: str
+    """poll, webhook, watch, manual, pin, startup."""
+    from_commit: str | None = None
+    to_commit: str | None = None
+    result: str
+    """Succeeded, Failed, or Running while it runs."""
+    forced: bool = False
+    """The new head does not descend from the deployed commit (history was rewritten)."""
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    errors: list[dict[str, Any]] | None = _json()
+    message: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SyncStateRow(SQLModel, table=True):
+    """What is deployed and how sync is steered (a single row, id 1)."""
+
+    __tablename__ = "sync_state"
+    id: int = Field(default=1, primary_key=True)
+    repository: str | None = None
+    branch: str | None = None
+    deployed_commit: str | None = None
+    deployed_at: float | None = None
+    branch_head: str | None = None
+    head_checked_at: float | None = None
+    failed_commit: str | None = None
+    """The last commit that failed to deploy; not tried again until a new one arrives."""
+    suspended: bool = False
+    pinned_commit: str | None = None
+    fetch_error: str | None = Field(default=None, sa_column=Column(Text))
+    fetch_failures: int = 0
+
+
+class FlowReferenceRow(SQLModel, table=True):
+    """Which deployed flows name which other flows (subflows, flow triggers)."""
+
+    __tablename__ = "flow_references"
+    __table_args__ = (Index("ix_flow_references_target", "ref_namespace", "ref_flow_id"),)
+    namespace: str = Field(primary_key=True)
+    flow_id: str = Field(primary_key=True)
+    ref_namespace: str = Field(primary_key=True)
+    ref_flow_id: str = Field(primary_key=True)
+    kind: str = "subflow"
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """Git webhook deliveries seen, so a redelivery is acknowledged and not acted on twice."""
+
+    __tablename__ = "webhook_deliveries"
+    delivery_id: str = Field(primary_key=True)
+    received_at: float

@@ -1,0 +1,267 @@
+"""`headwater up`: sync, scheduler-ready executor, workers and the HTTP server in one process.
+
+`Daemon(settings)` builds the parts for one data directory; `start()` starts them:
+the engine (executor and workers), the sync loop (poll with jitter, webhook hints,
+a watch on a local repository, all coalesced into one sync at a time), and the
+embedded production WSGI server. `stop()` (SIGTERM) stops taking work, lets running
+task runs finish within the grace period, and closes everything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import signal
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from headwater.daemon.engine.engine import Engine, EngineSettings
+from headwater.daemon.engine.executor import ExecutionRequest
+from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.git import Credentials, GitError, Mirror
+from headwater.daemon.reconcile import validation_pool
+from headwater.daemon.services import WebSettings
+from headwater.daemon.settings import HTTP_THREADS, POLL_JITTER, Settings
+from headwater.daemon.store.store import Row
+from headwater.daemon.sync import Syncer, SyncOutcome
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 600.0  # fetch errors retry with backoff up to this
+WATCH_DEBOUNCE_SECONDS = 0.05  # ref events within this window make one sync
+NAMESPACE_FILE_CACHE = 256  # (namespace, commit) listings kept in memory
+DEMO_REPOSITORY = "demo-repo"
+
+
+class Daemon:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = settings.data_dir.resolve()
+        _check_listen(settings)
+        self.engine = Engine(
+            EngineSettings(
+                data_dir=data_dir,
+                db_url=settings.db,
+                workers=settings.workers,
+                secrets_file=settings.secrets_file,
+            ),
+            namespace_files=self.namespace_files,
+        )
+        self.store = self.engine.store
+        self.repository = settings.repo or str(_demo_repository(data_dir))
+        credentials = Credentials(token=settings.git_token, ssh_key_file=settings.git_ssh_key)
+        self.mirror = Mirror(data_dir / "mirror.git", self.repository, settings.branch, credentials)
+        self.pool = validation_pool()
+        self.syncer = Syncer(
+            self.store, self.mirror, settings.flows_dir, settings.allow_empty, pool=self.pool
+        )
+        self.web = WebSettings(
+            repository=self.repository,
+            branch=settings.branch,
+            api_token=settings.token,
+            webhook_secret=settings.webhook_secret,
+            read_only=settings.read_only,
+        )
+        self._wanted = threading.Event()
+        self._cause = "manual"
+        self._stop = threading.Event()
+        self._synced_once = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: Any = None
+        self._observer: Any = None
+        self._files: OrderedDict[tuple[str, str], dict[str, bytes]] = OrderedDict()
+        self._files_lock = threading.Lock()
+
+    # -- services for the web layer --------------------------------------------------------
+    def request_sync(self, cause: str) -> None:
+        self._cause = cause
+        self._wanted.set()
+
+    def sync_now(self, to: str | None = None, timeout: float = 60.0) -> SyncOutcome:
+        return self.syncer.sync("pin" if to else "manual", to)
+
+    def suspend(self) -> None:
+        self.syncer.suspend()
+
+    def resume(self) -> None:
+        self.syncer.resume()
+        self.request_sync("manual")
+
+    def start_execution(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any],
+        labels: Mapping[str, str] | None = None,
+    ) -> Row:
+        request = ExecutionRequest(namespace, flow_id, inputs=dict(inputs), labels=dict(labels or {}))
+        return self.engine.start_execution(request)
+
+    def ready(self) -> tuple[bool, str]:
+        try:
+            with self.store.read() as tx:
+                tx.execution("-")
+        except Exception as exc:  # the store is down: not ready, and say why
+            return False, f"store unreachable: {type(exc).__name__}"
+        if not self._synced_once.is_set():
+            return False, "the first sync has not finished"
+        return True, "ready"
+
+    # -- namespace files for tasks --------------------------------------------------------
+    def namespace_files(self, namespace: str, commit: str | None) -> Mapping[str, bytes]:
+        """A namespace's `_files/` as of `commit` (the execution's revision's commit)."""
+        if commit is None:
+            return {}
+        key = (namespace, commit)
+        with self._files_lock:
+            if key in self._files:
+                self._files.move_to_end(key)
+                return self._files[key]
+        prefix = f"{self.settings.flows_dir}/{namespace.replace('.', '/')}/_files/"
+        entries = self.mirror.tree(commit, prefix)
+        blobs = self.mirror.read_blobs(e.blob for e in entries)
+        files = {e.path[len(prefix) :]: blobs[e.blob] for e in entries if e.path.startswith(prefix)}
+        with self._files_lock:
+            self._files[key] = files
+            while len(self._files) > NAMESPACE_FILE_CACHE:
+                self._files.popitem(last=False)
+        return files
+
+    # -- running -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.mirror.ensure()
+        self.engine.start()
+        self._spawn(self._sync_loop, "sync")
+        self._start_watch()
+        self._start_http()
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _sync_loop(self) -> None:
+        self._run_sync("startup")
+        self._synced_once.set()
+        failures = 0
+        next_poll = self._next_poll(0)
+        while not self._stop.is_set():
+            timeout = None if next_poll is None else max(0.0, next_poll - time.monotonic())
+            wanted = self._wanted.wait(timeout)
+            if self._stop.is_set():
+                return
+            self._wanted.clear()
+            cause = self._cause if wanted else "poll"
+            if cause == "poll" and not self._remote_moved():
+                next_poll = self._next_poll(0)
+                continue
+            outcome = self._run_sync(cause)
+            failures = failures + 1 if outcome.result == "FetchFailed" else 0
+            next_poll = self._next_poll(failures)
+
+    def _run_sync(self, cause: str) -> SyncOutcome:
+        try:
+            return self.syncer.sync(cause)
+        except Exception as exc:  # a database error: retried by the loop with backoff
+            log.exception("sync failed")
+            return SyncOutcome("FetchFailed", message=str(exc))
+
+    def _remote_moved(self) -> bool:
+        """The cheap check before a fetch: has the branch head changed?"""
+        try:
+            head = self.mirror.remote_head()
+        except GitError:
+            return True  # let the sync record the fetch error
+        state = self.syncer.state()
+        return head is not None and head not in (state.get("branch_head"), state.get("deployed_commit"))
+
+    def _next_poll(self, failures: int) -> float | None:
+        interval = self.settings.poll_interval
+        if interval <= 0:
+            return None
+        if failures:
+            interval = min(interval * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS)
+        jitter = random.uniform(-POLL_JITTER, POLL_JITTER) * interval
+        return time.monotonic() + interval + jitter
+
+    def _start_watch(self) -> None:
+        local = _local_repository(self.repository)
+        if local is None or not self.settings.watch:
+            return
+        from headwater.daemon.watch import watch_refs
+
+        self._observer = watch_refs(local, lambda: self.request_sync("watch"))
+
+    def _start_http(self) -> None:
+        from waitress.server import create_server
+
+        from headwater.web.app import create_app
+
+        app = create_app(self)
+        self._server = create_server(
+            app, host=self.settings.host, port=self.settings.port, threads=HTTP_THREADS,
+            ident="headwater",
+        )
+        self._spawn(self._server.run, "http")
+        log.info("serving on http://%s:%s", self.settings.host, self.port)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.effective_port) if self._server is not None else self.settings.port
+
+    def stop(self, grace: float = 30.0) -> None:
+        self._stop.set()
+        self._wanted.set()
+        if self._observer is not None:
+            self._observer.stop()
+        if self._server is not None:
+            self._server.close()
+        self.engine.stop(grace)
+        self.pool.shutdown(cancel_futures=True)
+        self.mirror.close()
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        done = threading.Event()
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.info("signal %s: stopping", signum)
+            done.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        done.wait()
+        self.stop()
+
+
+def _check_listen(settings: Settings) -> None:
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback and not settings.token:
+        raise HeadwaterError(
+            f"refusing to listen on {settings.host} without a token: anyone who can reach it "
+            "could start flows; set HEADWATER_TOKEN (or listen on 127.0.0.1)"
+        )
+
+
+def _local_repository(repository: str) -> Path | None:
+    path = Path(repository.removeprefix("file://"))
+    return path if path.exists() else None
+
+
+def _demo_repository(data_dir: Path) -> Path:
+    """A repository made from the template in the data directory (first start only)."""
+    from headwater.daemon.template import init_repository
+
+    path = data_dir / DEMO_REPOSITORY
+    if not (path / ".git").exists():
+        init_repository(path)
+    return path

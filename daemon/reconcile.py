@@ -1,0 +1,255 @@
+"""From a commit to the flows it deploys: what changed, whether it is valid, what to write.
+
+`plan_commit` compares a commit with what is deployed, using the git tree diff (the
+whole tree only on a first sync or when the deployed commit is gone), validates every
+changed flow and the references between flows, and returns a `Reconciliation`: the
+revisions to write, or every error found. It writes nothing; `Syncer` (sync.py)
+applies it in one transaction, so a commit deploys whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from pathlib import PurePosixPath
+from typing import Any
+
+import pathspec
+
+from headwater.daemon import defaults
+from headwater.daemon.errors import Diagnostic, Position
+from headwater.daemon.flow.repository import (
+    Located,
+    check_references,
+    namespace_file_problem,
+    place_of,
+    references,
+    validate_blob,
+)
+from headwater.daemon.flow.validate import FlowFile
+from headwater.daemon.git import Mirror
+from headwater.daemon.store.store import Row, Tx
+
+log = logging.getLogger(__name__)
+
+SYMLINK_MODE = "120000"
+SUBMODULE_MODE = "160000"
+POOL_THRESHOLD = 200  # changed flows above which validation runs in a process pool
+
+
+@dataclass
+class FlowChange:
+    """One flow the commit adds, changes or deletes."""
+
+    namespace: str
+    flow_id: str
+    path: str
+    action: str  # "add", "update", "delete"
+    blob: str | None = None
+    source: str | None = None
+    parsed: FlowFile | None = None
+
+
+@dataclass
+class Reconciliation:
+    head: str
+    base: str | None
+    forced: bool = False
+    changes: list[FlowChange] = field(default_factory=list)
+    errors: list[Diagnostic] = field(default_factory=list)
+    namespace_files_changed: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+
+def plan_commit(
+    tx: Tx,
+    mirror: Mirror,
+    head: str,
+    base: str | None,
+    flows_dir: str = defaults.DEFAULT_FLOWS_DIR,
+    allow_empty: bool = False,
+    pool: ProcessPoolExecutor | None = None,
+) -> Reconciliation:
+    """What deploying `head` over the deployed `base` means (read-only)."""
+    result = Reconciliation(head=head, base=base)
+    if base is not None and not mirror.exists(base):
+        base = None  # the deployed commit is gone from history: compare whole trees
+        result.forced = True
+    elif base is not None and not mirror.is_ancestor(base, head):
+        result.forced = True
+    ignore = _ignore_spec(mirror, head)
+    if base is not None and _ignore_spec_text(mirror, base) != _ignore_spec_text(mirror, head):
+        base = None  # what is ignored changed: look at everything again
+    prefix = flows_dir.rstrip("/") + "/"
+    deployed = {(f["namespace"], f["flow_id"]): f for f in tx.deployed_flows()}
+    present: set[tuple[str, str]] = set()
+    deleted_paths: set[str] = set()
+    if base is None:
+        entries = mirror.tree(head, prefix)
+        candidates = [(e.path, e.blob, e.mode) for e in entries]
+    else:
+        diff = mirror.diff(base, head, prefix)
+        candidates = [(c.path, c.new_blob, c.new_mode) for c in diff if c.status != "D"]
+        deleted_paths = {c.path for c in diff if c.status == "D"}
+    seen: dict[tuple[str, str], str] = {}
+    to_validate: list[tuple[Located, str]] = []
+    for path, blob, mode in candidates:
+        if ignore is not None and ignore.match_file(path):
+            continue
+        place = place_of(PurePosixPath(path).relative_to(flows_dir).parts, flows_dir)
+        if mode == SUBMODULE_MODE or place.kind == "other":
+            continue
+        if mode == SYMLINK_MODE:
+            result.errors.append(_file_error(path, "symbolic links are not allowed in the flows "
+                                             "folder (Headwater never follows them); replace it "
+                                             "with the file itself"))
+            continue
+        if place.problems:
+            result.errors += [_file_error(path, p) for p in place.problems]
+            continue
+        if place.kind == "namespace_file":
+            result.namespace_files_changed += 1
+            continue
+        assert place.namespace is not None and place.flow_id is not None and blob is not None
+        key = (place.namespace, place.flow_id)
+        if key in seen:
+            result.errors.append(_file_error(path, f"flow {key[0]}.{key[1]} is defined twice: "
+                                             f"{seen[key]} and {path}; keep one of them"))
+            continue
+        seen[key] = path
+        if base is None:
+            present.add(key)
+        current = deployed.get(key)
+        other = current.get("path") if current else None
+        if base is not None and other not in (None, path) and other not in deleted_paths:
+            result.errors.append(_file_error(path, f"flow {key[0]}.{key[1]} is defined twice: "
+                                             f"{other} and {path}; keep one of them"))
+            continue
+        if current is not None and current.get("blob") == blob and other == path:
+            continue  # the same blob: unchanged
+        to_validate.append((Located(FsPath(path), path, place.namespace, place.flow_id), blob))
+    if base is None:
+        gone = [f for key, f in deployed.items() if key not in present]
+    else:
+        gone = [f for f in deployed.values() if f.get("path") in deleted_paths
+                and (f["namespace"], f["flow_id"]) not in seen]
+    _check_namespace_file_sizes(mirror, head, prefix, result, base, candidates)
+    parsed = _validate_all(mirror, to_validate, pool)
+    for (item, blob), flow_file in zip(to_validate, parsed, strict=True):
+        key = (item.namespace or "", item.flow_id or "")
+        action = "update" if key in deployed else "add"
+        source = flow_file.source.text if flow_file.source else None
+        result.changes.append(
+            FlowChange(key[0], key[1], item.display, action, blob, source, flow_file)
+        )
+    for flow in gone:
+        result.changes.append(
+            FlowChange(flow["namespace"], flow["flow_id"], flow.get("path") or "", "delete")
+        )
+    _check_references(tx, result, deployed)
+    result.errors += [d for c in result.changes if c.parsed for d in c.parsed.diagnostics]
+    remaining = len(deployed) + result.count("add") - result.count("delete")
+    if deployed and remaining == 0 and not allow_empty:
+        result.errors.append(
+            Diagnostic(Position(flows_dir, 1, 1), f"this commit would delete every deployed flow "
+                       f"({len(deployed)}); refusing it (an operator can allow empty deployments)")
+        )
+    result.errors = sorted(set(result.errors), key=Diagnostic.sort_key)
+    return result
+
+
+def _file_error(path: str, message: str) -> Diagnostic:
+    return Diagnostic(Position(path, 1, 1), message)
+
+
+def _ignore_spec_text(mirror: Mirror, commit: str) -> bytes:
+    return mirror.read_file(commit, defaults.IGNORE_FILE) or b""
+
+
+def _ignore_spec(mirror: Mirror, commit: str) -> pathspec.GitIgnoreSpec | None:
+    text = _ignore_spec_text(mirror, commit)
+    if not text:
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(text.decode("utf-8", "replace").splitlines())
+
+
+def _check_namespace_file_sizes(
+    mirror: Mirror,
+    head: str,
+    prefix: str,
+    result: Reconciliation,
+    base: str | None,
+    candidates: Sequence[tuple[str, str | None, str | None]],
+) -> None:
+    changed = {p for p, _, _ in candidates if f"/{defaults.NAMESPACE_FILES_DIR}/" in p}
+    if not changed:
+        return
+    for entry in mirror.tree(head, prefix):
+        if entry.path in changed:
+            problem = namespace_file_problem(entry.size)
+            if problem:
+                result.errors.append(_file_error(entry.path, problem))
+
+
+def _validate_all(
+    mirror: Mirror, items: list[tuple[Located, str]], pool: ProcessPoolExecutor | None
+) -> list[FlowFile]:
+    blobs = mirror.read_blobs(blob for _, blob in items)
+    work = [(item, blobs[blob]) for item, blob in items]
+    if pool is not None and len(work) >= POOL_THRESHOLD:
+        chunk = max(1, len(work) // (4 * (os.cpu_count() or 1)))
+        return list(pool.map(_validate_one, work, chunksize=chunk))
+    return [_validate_one(w) for w in work]
+
+
+def _validate_one(work: tuple[Located, bytes]) -> FlowFile:
+    item, data = work
+    result = validate_blob(data, item)
+    if result.source is not None and result.flow is None:
+        result.source = result.source.without_nodes()  # positions are in the diagnostics
+    return result
+
+
+def validation_pool() -> ProcessPoolExecutor:
+    """Processes for big syncs, so parsing does not starve the daemon's threads (GIL)."""
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+
+
+def _check_references(tx: Tx, result: Reconciliation, deployed: dict[tuple[str, str], Row]) -> None:
+    deleted = {(c.namespace, c.flow_id) for c in result.changes if c.action == "delete"}
+    known = (set(deployed) - deleted) | {
+        (c.namespace, c.flow_id) for c in result.changes if c.action == "add"
+    }
+    changed = [c.parsed for c in result.changes if c.parsed is not None]
+    check_references(changed, known)
+    touched = {(c.namespace, c.flow_id) for c in result.changes}
+    for ref in tx.referencing(deleted):
+        owner = (ref["namespace"], ref["flow_id"])
+        if owner in touched:
+            continue  # changed in this commit: checked above with its new source
+        row = deployed.get(owner)
+        path = (row or {}).get("path") or f"{owner[0]}/{owner[1]}"
+        kind = "subflow" if ref["kind"] == "subflow" else "flow trigger"
+        result.errors.append(
+            _file_error(path, f"{kind} names flow {ref['ref_namespace']}.{ref['ref_flow_id']}, "
+                        "which this commit deletes; change this flow in the same commit")
+        )
+
+
+def flow_references(raw: Any) -> Iterable[tuple[str, str, str]]:
+    """(namespace, flow id, kind) of the literal references in a raw flow."""
+    if not isinstance(raw, dict):
+        return []
+    return [(ns, fid, "subflow" if kind == "subflow" else "trigger") for _, kind, ns, fid in references(raw)]

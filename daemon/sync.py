@@ -1,0 +1,237 @@
+"""Sync: keep the deployed flows equal to a commit of the tracked branch.
+
+`Syncer.sync(cause)` resolves the branch head itself (a webhook is only a hint),
+and when it differs from the deployed commit, reconciles (reconcile.py) and applies
+the result in one transaction: every changed flow gets a revision credited to the
+last commit that touched it, deleted flows a final deleted revision, and the deployed
+commit moves. An invalid commit changes nothing, is recorded with every error, and is
+not tried again until a new commit arrives or someone asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+from headwater.daemon import defaults
+from headwater.daemon.errors import Diagnostic, HeadwaterError, Position
+from headwater.daemon.git import Commit, GitError, Mirror
+from headwater.daemon.reconcile import FlowChange, Reconciliation, flow_references, plan_commit
+from headwater.daemon.store.store import Row, Store, Tx
+
+log = logging.getLogger(__name__)
+
+MANUAL_CAUSES = ("manual", "pin", "startup")
+"""Causes that try a commit even when it failed before, or while sync is suspended."""
+
+
+@dataclass
+class SyncOutcome:
+    result: str
+    """Succeeded, Failed, NoChange, Skipped (suspended or pinned), FetchFailed."""
+    sync_id: int | None = None
+    from_commit: str | None = None
+    to_commit: str | None = None
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    errors: list[Diagnostic] = field(default_factory=list)
+    message: str | None = None
+
+
+class Syncer:
+    def __init__(
+        self,
+        store: Store,
+        mirror: Mirror,
+        flows_dir: str = defaults.DEFAULT_FLOWS_DIR,
+        allow_empty: bool = False,
+        clock: Callable[[], float] = time.time,
+        pool: ProcessPoolExecutor | None = None,
+    ) -> None:
+        self.store = store
+        self.mirror = mirror
+        self.flows_dir = flows_dir
+        self.allow_empty = allow_empty
+        self.clock = clock
+        self.pool = pool
+        self._lock = threading.Lock()  # one sync at a time in this process
+        self.deployed: list[Callable[[SyncOutcome], None]] = []
+        """Called after a commit deployed (triggers follow the deployed revisions)."""
+
+    # -- steering ------------------------------------------------------------------------
+    def suspend(self) -> None:
+        with self.store.write() as tx:
+            tx.update_sync_state({"suspended": True})
+
+    def resume(self) -> None:
+        """Automatic sync on again; a pin is released."""
+        with self.store.write() as tx:
+            tx.update_sync_state({"suspended": False, "pinned_commit": None})
+
+    def state(self) -> Row:
+        with self.store.write() as tx:
+            return tx.sync_state()
+
+    # -- syncing -------------------------------------------------------------------------
+    def sync(self, cause: str, to: str | None = None) -> SyncOutcome:
+        """One sync attempt; `to` deploys that commit and pins it."""
+        with self._lock:
+            return self._sync(cause, to)
+
+    def _sync(self, cause: str, to: str | None) -> SyncOutcome:
+        state = self.state()
+        if to is None and cause not in MANUAL_CAUSES:
+            if state.get("suspended"):
+                return SyncOutcome("Skipped", message="automatic sync is suspended")
+            if state.get("pinned_commit"):
+                return SyncOutcome("Skipped", message=f"pinned to {state['pinned_commit']}")
+        try:
+            head = self._head(to)
+        except GitError as exc:
+            return self._fetch_failed(state, exc)
+        deployed = state.get("deployed_commit")
+        if to is None and state.get("pinned_commit") and cause in MANUAL_CAUSES:
+            head = state["pinned_commit"]
+        if head == deployed:
+            self._note_head(state, head, to)
+            return SyncOutcome("NoChange", from_commit=deployed, to_commit=head)
+        if head == state.get("failed_commit") and cause not in MANUAL_CAUSES and to is None:
+            self._note_head(state, head, to)
+            return SyncOutcome("NoChange", from_commit=deployed, to_commit=head,
+                               message="this commit failed to deploy before")
+        return self._deploy(cause, deployed, head, pin=to is not None)
+
+    def _head(self, to: str | None) -> str:
+        if to is None:
+            return self.mirror.fetch()
+        try:
+            return self.mirror.resolve(to)
+        except GitError:
+            self.mirror.fetch()  # a commit pushed since the last fetch
+            return self.mirror.resolve(to)
+
+    def _note_head(self, state: Row, head: str, to: str | None) -> None:
+        values: Row = {}
+        if state.get("branch_head") != head and to is None:
+            values["branch_head"] = head
+        if state.get("fetch_error"):
+            values.update(fetch_error=None, fetch_failures=0)
+        if values:  # a poll that finds nothing new writes nothing
+            with self.store.write() as tx:
+                tx.update_sync_state(values)
+
+    def _fetch_failed(self, state: Row, exc: GitError) -> SyncOutcome:
+        with self.store.write() as tx:
+            tx.update_sync_state(
+                {"fetch_error": str(exc), "fetch_failures": int(state.get("fetch_failures") or 0) + 1}
+            )
+        log.warning("fetch failed: %s", exc)
+        return SyncOutcome("FetchFailed", message=str(exc))
+
+    def _deploy(self, cause: str, deployed: str | None, head: str, pin: bool) -> SyncOutcome:
+        started = self.clock()
+        with self.store.write() as tx:
+            sync_id = tx.insert_sync(
+                {"started_at": started, "cause": cause, "from_commit": deployed,
+                 "to_commit": head, "result": "Running", "forced": False}
+            )
+        try:
+            with self.store.read() as tx:
+                plan = plan_commit(tx, self.mirror, head, deployed, self.flows_dir,
+                                   self.allow_empty, self.pool)
+        except (HeadwaterError, OSError) as exc:
+            plan = Reconciliation(head=head, base=deployed)
+            plan.errors = [Diagnostic(_position(self.flows_dir), f"sync failed: {exc}")]
+        outcome = SyncOutcome(
+            "Succeeded" if plan.valid else "Failed", sync_id, deployed, head,
+            plan.count("add"), plan.count("update"), plan.count("delete"), plan.errors,
+        )
+        if plan.valid:
+            self._apply(plan, sync_id, started, pin)
+            self.mirror.keep(head)
+            for callback in self.deployed:
+                callback(outcome)
+        else:
+            self._record_failure(plan, sync_id, started, pin)
+        log.info("sync %s: %s %s..%s (+%d ~%d -%d, %d errors)", sync_id, outcome.result,
+                 (deployed or "-")[:8], head[:8], outcome.added, outcome.updated,
+                 outcome.deleted, len(outcome.errors))
+        return outcome
+
+    def _record_failure(self, plan: Reconciliation, sync_id: int, started: float, pin: bool) -> None:
+        with self.store.write() as tx:
+            tx.update_sync(sync_id, {
+                "result": "Failed", "finished_at": self.clock(), "forced": plan.forced,
+                "added": plan.count("add"), "updated": plan.count("update"),
+                "deleted": plan.count("delete"),
+                "errors": [d.to_json() for d in plan.errors],
+                "message": f"{len(plan.errors)} error(s); the deployed commit stays",
+            })
+            values: Row = {"failed_commit": plan.head, "fetch_error": None, "fetch_failures": 0}
+            if not pin:
+                values["branch_head"] = plan.head
+            tx.update_sync_state(values)
+
+    def _apply(self, plan: Reconciliation, sync_id: int, started: float, pin: bool) -> None:
+        paths = [c.path for c in plan.changes if c.action != "delete"]
+        credited = self.mirror.last_commits(plan.base, plan.head, paths) if paths else {}
+        head_commit = self.mirror.commit(plan.head)
+        now = self.clock()
+        with self.store.write() as tx:
+            for change in plan.changes:
+                commit = credited.get(change.path, head_commit)
+                _apply_change(tx, change, commit, now)
+            state: Row = {
+                "deployed_commit": plan.head, "deployed_at": now, "failed_commit": None,
+                "fetch_error": None, "fetch_failures": 0,
+            }
+            if pin:
+                state["pinned_commit"] = plan.head
+            else:
+                state["branch_head"] = plan.head
+            tx.update_sync_state(state)
+            tx.update_sync(sync_id, {
+                "result": "Succeeded", "finished_at": self.clock(), "forced": plan.forced,
+                "added": plan.count("add"), "updated": plan.count("update"),
+                "deleted": plan.count("delete"), "errors": None,
+                "message": f"deployed in {self.clock() - started:.3f} s",
+            })
+
+
+def _position(flows_dir: str) -> Position:
+    return Position(flows_dir, 1, 1)
+
+
+def _apply_change(tx: Tx, change: FlowChange, commit: Commit, now: float) -> None:
+    history = tx.revision_blobs(change.namespace, change.flow_id)
+    latest = history[0] if history else None
+    number = (latest["revision"] + 1) if latest else 1
+    meta = {
+        "commit_sha": commit.sha, "commit_author": commit.author,
+        "commit_date": commit.date, "commit_message": commit.message, "created_at": now,
+    }
+    if change.action == "delete":
+        previous = tx.revision(change.namespace, change.flow_id)
+        tx.insert_revision({
+            "namespace": change.namespace, "flow_id": change.flow_id, "revision": number,
+            "source": previous["source"] if previous else "", "blob": None, "deleted": True,
+            "path": None, **meta,
+        })
+        tx.replace_references(change.namespace, change.flow_id, [])
+        return
+    if latest is not None and latest["blob"] == change.blob and not latest["deleted"]:
+        tx.set_flow_path(change.namespace, change.flow_id, change.path)  # moved, not changed
+        return
+    equals = next((h["revision"] for h in history if h["blob"] == change.blob and not h["deleted"]), None)
+    tx.insert_revision({
+        "namespace": change.namespace, "flow_id": change.flow_id, "revision": number,
+        "source": change.source or "", "blob": change.blob, "deleted": False,
+        "equals_revision": equals, "path": change.path, **meta,
+    })
+    raw = change.parsed.raw if change.parsed else None
+    tx.replace_references(change.namespace, change.flow_id, flow_references(raw))
