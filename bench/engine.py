@@ -424,7 +424,7 @@ KINDS: tuple[tuple[str, str], ...] = (
     (r"^INSERT INTO task_runs\b", "insert task runs"),
     (r"^SELECT .* FROM task_runs WHERE task_runs\.execution_id = ", "read task runs"),
     (r"^SELECT min\(task_runs\.not_before\)", "next claimable (worker poll)"),
-    (r"^SELECT .* FROM task_runs WHERE task_runs\.state IN .* lease_expires <", "expired leases"),
+    (r"^SELECT .* FROM task_runs WHERE task_runs\.state IN .*lease_expires <", "expired leases"),
     (r"^SELECT .* FROM task_runs JOIN executions", "kill requested (heartbeat)"),
     (r"^SELECT task_runs\.id FROM task_runs", "leases still held (heartbeat)"),
     (r"^SELECT .* FROM task_runs\b", "read task run"),

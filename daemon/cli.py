@@ -130,7 +130,9 @@ def run(file: Path, inputs: tuple[str, ...], flows_dir: Path | None, data_dir: P
 @click.option("--repo", help="Flows repository: URL or local path (default: a demo repository).")
 @click.option("--branch", help="Branch to deploy (default main).")
 @click.option("--flows-dir", help="Root folder of flows in the repository (default flows).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory.")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory."
+)
 @click.option("--port", type=int, help="HTTP port (default 8080; 0 picks a free one).")
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--db", help="Database URL (default SQLite in the data directory).")
@@ -155,9 +157,108 @@ def up(**options: object) -> None:
     except HeadwaterError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"headwater: deploying {daemon.repository} ({settings.branch}); "
-               f"data in {settings.data_dir}", err=True)
-    daemon.serve_forever()
+    click.echo(
+        f"headwater: deploying {daemon.repository} ({settings.branch}); "
+        f"data in {settings.data_dir}",
+        err=True,
+    )
+    try:
+        daemon.serve_forever()
+    except HeadwaterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def init(directory: Path) -> None:
+    """Create a flows repository in DIRECTORY from the template, with a first commit.
+
+    DIRECTORY is created if missing; one that exists and is not empty is refused
+    (exit 2). The repository gets example flows, CI for pull requests, a pre-commit
+    hook and editor settings, committed on branch main.
+    """
+    import shlex
+
+    from headwater.daemon import template
+
+    try:
+        files, sha = template.new_repository(directory)
+    except template.TemplateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2 if isinstance(exc, template.DestinationNotEmpty) else 1)
+    click.echo(f"Created a flows repository in {directory} ({len(files)} files):")
+    click.echo("".join(f"  {file.relative_to(directory).as_posix()}\n" for file in files), nl=False)
+    author = template.commit_author(directory)
+    click.echo(f"and committed them on branch {template.BRANCH}: {sha[:12]} by {author}.")
+    if author.endswith(f"<{template.FALLBACK_AUTHOR[1]}>"):
+        click.echo("(git knows no user here: set one, then `git commit --amend --reset-author`.)")
+    steps = [
+        ("headwater validate", "check every flow"),
+        ("headwater run flows/tutorial/hello.yaml -i name=Ada", "run a flow once, here"),
+        ("headwater up --repo .", "serve it: each commit on main deploys"),
+        ("git remote add origin URL && git push -u origin main", "share it"),
+    ]
+    width = max(len(command) for command, _ in steps) + 2
+    click.echo(f"\nNext steps:\n  cd {shlex.quote(str(directory))}")
+    for command, why in steps:
+        click.echo(f"  {command:<{width}}# {why}")
+    click.echo("README.md tells more: the layout, CI, deploys, rollbacks and secrets.")
+
+
+@main.command()
+@click.option("--base", help="Commit to compare with (default: merge base with the branch).")
+@click.option("--head", help="Commit to deploy (default: the working tree as it is).")
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The flows repository.",
+)
+@click.option("--branch", default="main", show_default=True, help="The tracked branch.")
+@click.option("--flows-dir", default=defaults.DEFAULT_FLOWS_DIR, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
+def plan(
+    base: str | None, head: str | None, repo_path: Path, branch: str, flows_dir: str, fmt: str
+) -> None:
+    """Show what deploying HEAD over BASE would change, flow by flow.
+
+    Exit 0 when HEAD would deploy, 1 when it is invalid (its errors are listed),
+    2 on a usage error. `--format markdown` is meant for a pull-request comment.
+    """
+    from headwater.daemon.errors import HeadwaterError
+    from headwater.daemon.git import Mirror
+    from headwater.daemon.plan import (
+        default_base,
+        make_plan,
+        render_json,
+        render_markdown,
+        render_text,
+        working_tree_commit,
+    )
+    from headwater.daemon.watch import git_dir
+
+    repo = repo_path.resolve()
+    mirror = Mirror(git_dir(repo), str(repo), branch)
+    try:
+        head_sha = mirror.resolve(head) if head else working_tree_commit(repo)
+        base_sha = mirror.resolve(base) if base else default_base(repo, branch)
+        result = make_plan(mirror, base_sha, head_sha, flows_dir)
+    except HeadwaterError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        mirror.close()
+    render = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt]
+    click.echo(render(result), nl=False)
+    sys.exit(0 if result.valid else 1)
 
 
 if __name__ == "__main__":

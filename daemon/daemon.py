@@ -99,7 +99,9 @@ class Daemon:
         inputs: Mapping[str, Any],
         labels: Mapping[str, str] | None = None,
     ) -> Row:
-        request = ExecutionRequest(namespace, flow_id, inputs=dict(inputs), labels=dict(labels or {}))
+        request = ExecutionRequest(
+            namespace, flow_id, inputs=dict(inputs), labels=dict(labels or {})
+        )
         return self.engine.start_execution(request)
 
     def ready(self) -> tuple[bool, str]:
@@ -134,11 +136,15 @@ class Daemon:
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:
+        """Start every part; the port is taken first, so a busy port fails before anything runs."""
+        server = self._bind_http()
         self.mirror.ensure()
         self.engine.start()
         self._spawn(self._sync_loop, "sync")
         self._start_watch()
-        self._start_http()
+        self._server = server
+        self._spawn(server.run, "http")
+        log.info("serving on http://%s:%s", self.settings.host, self.port)
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -178,7 +184,10 @@ class Daemon:
         except GitError:
             return True  # let the sync record the fetch error
         state = self.syncer.state()
-        return head is not None and head not in (state.get("branch_head"), state.get("deployed_commit"))
+        return head is not None and head not in (
+            state.get("branch_head"),
+            state.get("deployed_commit"),
+        )
 
     def _next_poll(self, failures: int) -> float | None:
         interval = self.settings.poll_interval
@@ -197,18 +206,23 @@ class Daemon:
 
         self._observer = watch_refs(local, lambda: self.request_sync("watch"))
 
-    def _start_http(self) -> None:
+    def _bind_http(self) -> Any:
         from waitress.server import create_server
 
         from headwater.web.app import create_app
 
-        app = create_app(self)
-        self._server = create_server(
-            app, host=self.settings.host, port=self.settings.port, threads=HTTP_THREADS,
-            ident="headwater",
-        )
-        self._spawn(self._server.run, "http")
-        log.info("serving on http://%s:%s", self.settings.host, self.port)
+        try:
+            return create_server(
+                create_app(self),
+                host=self.settings.host,
+                port=self.settings.port,
+                threads=HTTP_THREADS,
+                ident="headwater",
+            )
+        except OSError as exc:
+            raise HeadwaterError(
+                f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}"
+            ) from None
 
     @property
     def port(self) -> int:
@@ -235,7 +249,11 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.start()
+        try:
+            self.start()
+        except HeadwaterError:
+            self.stop(grace=0)
+            raise
         done.wait()
         self.stop()
 

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 import pathspec
 
@@ -33,7 +33,7 @@ from headwater.daemon.flow.repository import (
 )
 from headwater.daemon.flow.validate import FlowFile
 from headwater.daemon.git import Mirror
-from headwater.daemon.store.store import Row, Tx
+from headwater.daemon.store.store import Row
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,20 @@ class Reconciliation:
         return sum(1 for c in self.changes if c.action == action)
 
 
+class DeployedState(Protocol):
+    """What is deployed: the store's `Tx` in the daemon, a commit's tree for `plan`."""
+
+    def deployed_flows(self) -> list[Row]:
+        """Deployed flows: namespace, flow_id, path, blob."""
+        ...
+
+    def referencing(self, targets: Iterable[tuple[str, str]]) -> list[Row]:
+        """Deployed flows naming a target: namespace, flow_id, ref_namespace, ref_flow_id, kind."""
+        ...
+
+
 def plan_commit(
-    tx: Tx,
+    tx: DeployedState,
     mirror: Mirror,
     head: str,
     base: str | None,
@@ -97,7 +109,9 @@ def plan_commit(
     deleted_paths: set[str] = set()
     if base is None:
         entries = mirror.tree(head, prefix)
-        candidates = [(e.path, e.blob, e.mode) for e in entries]
+        candidates: list[tuple[str, str | None, str | None]] = [
+            (e.path, e.blob, e.mode) for e in entries
+        ]
     else:
         diff = mirror.diff(base, head, prefix)
         candidates = [(c.path, c.new_blob, c.new_mode) for c in diff if c.status != "D"]
@@ -111,9 +125,14 @@ def plan_commit(
         if mode == SUBMODULE_MODE or place.kind == "other":
             continue
         if mode == SYMLINK_MODE:
-            result.errors.append(_file_error(path, "symbolic links are not allowed in the flows "
-                                             "folder (Headwater never follows them); replace it "
-                                             "with the file itself"))
+            result.errors.append(
+                _file_error(
+                    path,
+                    "symbolic links are not allowed in the flows "
+                    "folder (Headwater never follows them); replace it "
+                    "with the file itself",
+                )
+            )
             continue
         if place.problems:
             result.errors += [_file_error(path, p) for p in place.problems]
@@ -124,8 +143,13 @@ def plan_commit(
         assert place.namespace is not None and place.flow_id is not None and blob is not None
         key = (place.namespace, place.flow_id)
         if key in seen:
-            result.errors.append(_file_error(path, f"flow {key[0]}.{key[1]} is defined twice: "
-                                             f"{seen[key]} and {path}; keep one of them"))
+            result.errors.append(
+                _file_error(
+                    path,
+                    f"flow {key[0]}.{key[1]} is defined twice: "
+                    f"{seen[key]} and {path}; keep one of them",
+                )
+            )
             continue
         seen[key] = path
         if base is None:
@@ -133,8 +157,13 @@ def plan_commit(
         current = deployed.get(key)
         other = current.get("path") if current else None
         if base is not None and other not in (None, path) and other not in deleted_paths:
-            result.errors.append(_file_error(path, f"flow {key[0]}.{key[1]} is defined twice: "
-                                             f"{other} and {path}; keep one of them"))
+            result.errors.append(
+                _file_error(
+                    path,
+                    f"flow {key[0]}.{key[1]} is defined twice: "
+                    f"{other} and {path}; keep one of them",
+                )
+            )
             continue
         if current is not None and current.get("blob") == blob and other == path:
             continue  # the same blob: unchanged
@@ -142,8 +171,11 @@ def plan_commit(
     if base is None:
         gone = [f for key, f in deployed.items() if key not in present]
     else:
-        gone = [f for f in deployed.values() if f.get("path") in deleted_paths
-                and (f["namespace"], f["flow_id"]) not in seen]
+        gone = [
+            f
+            for f in deployed.values()
+            if f.get("path") in deleted_paths and (f["namespace"], f["flow_id"]) not in seen
+        ]
     _check_namespace_file_sizes(mirror, head, prefix, result, base, candidates)
     parsed = _validate_all(mirror, to_validate, pool)
     for (item, blob), flow_file in zip(to_validate, parsed, strict=True):
@@ -162,8 +194,11 @@ def plan_commit(
     remaining = len(deployed) + result.count("add") - result.count("delete")
     if deployed and remaining == 0 and not allow_empty:
         result.errors.append(
-            Diagnostic(Position(flows_dir, 1, 1), f"this commit would delete every deployed flow "
-                       f"({len(deployed)}); refusing it (an operator can allow empty deployments)")
+            Diagnostic(
+                Position(flows_dir, 1, 1),
+                f"this commit would delete every deployed flow "
+                f"({len(deployed)}); refusing it (an operator can allow empty deployments)",
+            )
         )
     result.errors = sorted(set(result.errors), key=Diagnostic.sort_key)
     return result
@@ -227,7 +262,9 @@ def validation_pool() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
 
 
-def _check_references(tx: Tx, result: Reconciliation, deployed: dict[tuple[str, str], Row]) -> None:
+def _check_references(
+    tx: DeployedState, result: Reconciliation, deployed: dict[tuple[str, str], Row]
+) -> None:
     deleted = {(c.namespace, c.flow_id) for c in result.changes if c.action == "delete"}
     known = (set(deployed) - deleted) | {
         (c.namespace, c.flow_id) for c in result.changes if c.action == "add"
@@ -243,8 +280,11 @@ def _check_references(tx: Tx, result: Reconciliation, deployed: dict[tuple[str, 
         path = (row or {}).get("path") or f"{owner[0]}/{owner[1]}"
         kind = "subflow" if ref["kind"] == "subflow" else "flow trigger"
         result.errors.append(
-            _file_error(path, f"{kind} names flow {ref['ref_namespace']}.{ref['ref_flow_id']}, "
-                        "which this commit deletes; change this flow in the same commit")
+            _file_error(
+                path,
+                f"{kind} names flow {ref['ref_namespace']}.{ref['ref_flow_id']}, "
+                "which this commit deletes; change this flow in the same commit",
+            )
         )
 
 
@@ -252,4 +292,7 @@ def flow_references(raw: Any) -> Iterable[tuple[str, str, str]]:
     """(namespace, flow id, kind) of the literal references in a raw flow."""
     if not isinstance(raw, dict):
         return []
-    return [(ns, fid, "subflow" if kind == "subflow" else "trigger") for _, kind, ns, fid in references(raw)]
+    return [
+        (ns, fid, "subflow" if kind == "subflow" else "trigger")
+        for _, kind, ns, fid in references(raw)
+    ]

@@ -102,8 +102,12 @@ class Syncer:
             return SyncOutcome("NoChange", from_commit=deployed, to_commit=head)
         if head == state.get("failed_commit") and cause not in MANUAL_CAUSES and to is None:
             self._note_head(state, head, to)
-            return SyncOutcome("NoChange", from_commit=deployed, to_commit=head,
-                               message="this commit failed to deploy before")
+            return SyncOutcome(
+                "NoChange",
+                from_commit=deployed,
+                to_commit=head,
+                message="this commit failed to deploy before",
+            )
         return self._deploy(cause, deployed, head, pin=to is not None)
 
     def _head(self, to: str | None) -> str:
@@ -128,7 +132,10 @@ class Syncer:
     def _fetch_failed(self, state: Row, exc: GitError) -> SyncOutcome:
         with self.store.write() as tx:
             tx.update_sync_state(
-                {"fetch_error": str(exc), "fetch_failures": int(state.get("fetch_failures") or 0) + 1}
+                {
+                    "fetch_error": str(exc),
+                    "fetch_failures": int(state.get("fetch_failures") or 0) + 1,
+                }
             )
         log.warning("fetch failed: %s", exc)
         return SyncOutcome("FetchFailed", message=str(exc))
@@ -137,19 +144,32 @@ class Syncer:
         started = self.clock()
         with self.store.write() as tx:
             sync_id = tx.insert_sync(
-                {"started_at": started, "cause": cause, "from_commit": deployed,
-                 "to_commit": head, "result": "Running", "forced": False}
+                {
+                    "started_at": started,
+                    "cause": cause,
+                    "from_commit": deployed,
+                    "to_commit": head,
+                    "result": "Running",
+                    "forced": False,
+                }
             )
         try:
             with self.store.read() as tx:
-                plan = plan_commit(tx, self.mirror, head, deployed, self.flows_dir,
-                                   self.allow_empty, self.pool)
+                plan = plan_commit(
+                    tx, self.mirror, head, deployed, self.flows_dir, self.allow_empty, self.pool
+                )
         except (HeadwaterError, OSError) as exc:
             plan = Reconciliation(head=head, base=deployed)
             plan.errors = [Diagnostic(_position(self.flows_dir), f"sync failed: {exc}")]
         outcome = SyncOutcome(
-            "Succeeded" if plan.valid else "Failed", sync_id, deployed, head,
-            plan.count("add"), plan.count("update"), plan.count("delete"), plan.errors,
+            "Succeeded" if plan.valid else "Failed",
+            sync_id,
+            deployed,
+            head,
+            plan.count("add"),
+            plan.count("update"),
+            plan.count("delete"),
+            plan.errors,
         )
         if plan.valid:
             self._apply(plan, sync_id, started, pin)
@@ -158,20 +178,36 @@ class Syncer:
                 callback(outcome)
         else:
             self._record_failure(plan, sync_id, started, pin)
-        log.info("sync %s: %s %s..%s (+%d ~%d -%d, %d errors)", sync_id, outcome.result,
-                 (deployed or "-")[:8], head[:8], outcome.added, outcome.updated,
-                 outcome.deleted, len(outcome.errors))
+        log.info(
+            "sync %s: %s %s..%s (+%d ~%d -%d, %d errors)",
+            sync_id,
+            outcome.result,
+            (deployed or "-")[:8],
+            head[:8],
+            outcome.added,
+            outcome.updated,
+            outcome.deleted,
+            len(outcome.errors),
+        )
         return outcome
 
-    def _record_failure(self, plan: Reconciliation, sync_id: int, started: float, pin: bool) -> None:
+    def _record_failure(
+        self, plan: Reconciliation, sync_id: int, started: float, pin: bool
+    ) -> None:
         with self.store.write() as tx:
-            tx.update_sync(sync_id, {
-                "result": "Failed", "finished_at": self.clock(), "forced": plan.forced,
-                "added": plan.count("add"), "updated": plan.count("update"),
-                "deleted": plan.count("delete"),
-                "errors": [d.to_json() for d in plan.errors],
-                "message": f"{len(plan.errors)} error(s); the deployed commit stays",
-            })
+            tx.update_sync(
+                sync_id,
+                {
+                    "result": "Failed",
+                    "finished_at": self.clock(),
+                    "forced": plan.forced,
+                    "added": plan.count("add"),
+                    "updated": plan.count("update"),
+                    "deleted": plan.count("delete"),
+                    "errors": [d.to_json() for d in plan.errors],
+                    "message": f"{len(plan.errors)} error(s); the deployed commit stays",
+                },
+            )
             values: Row = {"failed_commit": plan.head, "fetch_error": None, "fetch_failures": 0}
             if not pin:
                 values["branch_head"] = plan.head
@@ -187,20 +223,30 @@ class Syncer:
                 commit = credited.get(change.path, head_commit)
                 _apply_change(tx, change, commit, now)
             state: Row = {
-                "deployed_commit": plan.head, "deployed_at": now, "failed_commit": None,
-                "fetch_error": None, "fetch_failures": 0,
+                "deployed_commit": plan.head,
+                "deployed_at": now,
+                "failed_commit": None,
+                "fetch_error": None,
+                "fetch_failures": 0,
             }
             if pin:
                 state["pinned_commit"] = plan.head
             else:
                 state["branch_head"] = plan.head
             tx.update_sync_state(state)
-            tx.update_sync(sync_id, {
-                "result": "Succeeded", "finished_at": self.clock(), "forced": plan.forced,
-                "added": plan.count("add"), "updated": plan.count("update"),
-                "deleted": plan.count("delete"), "errors": None,
-                "message": f"deployed in {self.clock() - started:.3f} s",
-            })
+            tx.update_sync(
+                sync_id,
+                {
+                    "result": "Succeeded",
+                    "finished_at": self.clock(),
+                    "forced": plan.forced,
+                    "added": plan.count("add"),
+                    "updated": plan.count("update"),
+                    "deleted": plan.count("delete"),
+                    "errors": None,
+                    "message": f"deployed in {self.clock() - started:.3f} s",
+                },
+            )
 
 
 def _position(flows_dir: str) -> Position:
@@ -212,26 +258,46 @@ def _apply_change(tx: Tx, change: FlowChange, commit: Commit, now: float) -> Non
     latest = history[0] if history else None
     number = (latest["revision"] + 1) if latest else 1
     meta = {
-        "commit_sha": commit.sha, "commit_author": commit.author,
-        "commit_date": commit.date, "commit_message": commit.message, "created_at": now,
+        "commit_sha": commit.sha,
+        "commit_author": commit.author,
+        "commit_date": commit.date,
+        "commit_message": commit.message,
+        "created_at": now,
     }
     if change.action == "delete":
         previous = tx.revision(change.namespace, change.flow_id)
-        tx.insert_revision({
-            "namespace": change.namespace, "flow_id": change.flow_id, "revision": number,
-            "source": previous["source"] if previous else "", "blob": None, "deleted": True,
-            "path": None, **meta,
-        })
+        tx.insert_revision(
+            {
+                "namespace": change.namespace,
+                "flow_id": change.flow_id,
+                "revision": number,
+                "source": previous["source"] if previous else "",
+                "blob": None,
+                "deleted": True,
+                "path": None,
+                **meta,
+            }
+        )
         tx.replace_references(change.namespace, change.flow_id, [])
         return
     if latest is not None and latest["blob"] == change.blob and not latest["deleted"]:
         tx.set_flow_path(change.namespace, change.flow_id, change.path)  # moved, not changed
         return
-    equals = next((h["revision"] for h in history if h["blob"] == change.blob and not h["deleted"]), None)
-    tx.insert_revision({
-        "namespace": change.namespace, "flow_id": change.flow_id, "revision": number,
-        "source": change.source or "", "blob": change.blob, "deleted": False,
-        "equals_revision": equals, "path": change.path, **meta,
-    })
+    equals = next(
+        (h["revision"] for h in history if h["blob"] == change.blob and not h["deleted"]), None
+    )
+    tx.insert_revision(
+        {
+            "namespace": change.namespace,
+            "flow_id": change.flow_id,
+            "revision": number,
+            "source": change.source or "",
+            "blob": change.blob,
+            "deleted": False,
+            "equals_revision": equals,
+            "path": change.path,
+            **meta,
+        }
+    )
     raw = change.parsed.raw if change.parsed else None
     tx.replace_references(change.namespace, change.flow_id, flow_references(raw))

@@ -22,10 +22,11 @@ from headwater.daemon.engine import flowables as _flowables  # noqa: F401  (regi
 from headwater.daemon.engine.context import Renderer, plain
 from headwater.daemon.engine.flows import FlowCache, FlowNotFound
 from headwater.daemon.engine.planner import Plan, Planner
-from headwater.daemon.engine.retry import delay_before
+from headwater.daemon.engine.retry import Policy, delay_before
 from headwater.daemon.engine.states import State
 from headwater.daemon.engine.taskapi import TaskResult
 from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.flow.base import Task
 from headwater.daemon.flow.model import Flow
 from headwater.daemon.store.store import Row, Store, Tx
 
@@ -302,18 +303,7 @@ class Executor:
             "pgid": None,
         }
         if state == State.FAILED and not execution.get("kill_requested"):
-            task = self.flows.task(
-                execution["namespace"],
-                execution["flow_id"],
-                execution["flow_revision"],
-                run["task_id"],
-            )
-            flow = self.flows.get(
-                execution["namespace"], execution["flow_id"], execution["flow_revision"]
-            )
-            policy = task.retry or (
-                flow.retry if flow.retry and flow.retry.behavior != "CREATE_NEW_EXECUTION" else None
-            )
+            task, policy = self._retry_policy(execution, run)
             first_start = attempts[0]["startDate"]
             delay = delay_before(policy, run["attempt"], first_start, now, self.rng)
             if delay is not None:
@@ -321,15 +311,21 @@ class Executor:
             if _truthy(task.allowFailure):
                 state = State.WARNING
         elif state == State.SUCCESS and len(attempts) > 1:
-            task = self.flows.task(
-                execution["namespace"],
-                execution["flow_id"],
-                execution["flow_revision"],
-                run["task_id"],
-            )
-            if task.retry is not None and _truthy(task.retry.warningOnRetry):
+            _task, policy = self._retry_policy(execution, run)
+            if policy is not None and _truthy(policy.warningOnRetry):
                 state = State.WARNING
         return {**values, "state": state.value, "end_date": now}
+
+    def _retry_policy(self, execution: Row, run: Row) -> tuple[Task, Policy | None]:
+        """The task of a run and the retry that applies to it: its own, else the flow's."""
+        revision = (execution["namespace"], execution["flow_id"], execution["flow_revision"])
+        task = self.flows.task(*revision, run["task_id"])
+        flow = self.flows.get(*revision)
+        if task.retry is not None:
+            return task, task.retry
+        if flow.retry is not None and flow.retry.behavior != "CREATE_NEW_EXECUTION":
+            return task, flow.retry
+        return task, None
 
     # -- time ------------------------------------------------------------------------------
     def tick(self) -> None:

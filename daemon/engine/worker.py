@@ -25,6 +25,7 @@ from headwater.daemon.engine import tasks as _tasks  # noqa: F401  (registers im
 from headwater.daemon.engine.context import Renderer, execution_variables, run_variables, text_of
 from headwater.daemon.engine.executor import Executor
 from headwater.daemon.engine.flows import FlowCache
+from headwater.daemon.engine.inputs import secret_values
 from headwater.daemon.engine.logs import LogWriter
 from headwater.daemon.engine.states import State
 from headwater.daemon.engine.taskapi import (
@@ -239,9 +240,12 @@ class Worker:
     def run_once(self) -> bool:
         """Claim one due task run and run it to its end; False when there was none."""
         now = self.clock()
-        run = self.store.claim_task_run(self.name, now, now + self.settings.lease_seconds)
+        run = self.store.claim_task_run(
+            self.name, now, now + self.settings.lease_seconds, clock=self.clock
+        )
         if run is None:
             return False
+        run["attempt_start"] = self.clock()
         running = Running(run)
         self.running[run["id"]] = running
         try:
@@ -261,10 +265,18 @@ class Worker:
                 cached = tx.execution(execution_id)
             if cached is None:
                 raise HeadwaterError(f"execution {execution_id} does not exist")
+            self._mask_secret_inputs(cached)
             if len(self._executions) > 1000:
                 self._executions.clear()
             self._executions[execution_id] = cached
         return cached
+
+    def _mask_secret_inputs(self, execution: Row) -> None:
+        """Mask SECRET inputs here too: this process may not be the one that created it."""
+        flow = self.flows.get(
+            execution["namespace"], execution["flow_id"], execution["flow_revision"]
+        )
+        self.renderer.masker.add(secret_values(flow.inputs, execution.get("inputs") or {}))
 
     def _execute(self, run: Row, execution: Row, cancel: threading.Event) -> TaskResult:
         try:

@@ -207,7 +207,9 @@ def namespace_file_problem(size: int) -> str | None:
 
 def flow_file_problem(size: int) -> str | None:
     if size > defaults.MAX_FLOW_FILE_BYTES:
-        return f"flow file is {size} bytes; the limit is {defaults.MAX_FLOW_FILE_BYTES} bytes (1 MiB)"
+        return (
+            f"flow file is {size} bytes; the limit is {defaults.MAX_FLOW_FILE_BYTES} bytes (1 MiB)"
+        )
     return None
 
 

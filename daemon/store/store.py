@@ -9,7 +9,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -308,10 +308,22 @@ class Store:
             yield Tx(connection)
 
     # -- work for workers --------------------------------------------------------------
-    def claim_task_run(self, owner: str, now: float, lease_until: float) -> Row | None:
-        """Take the oldest runnable task run that is due, with a lease; None if there is none."""
+    def claim_task_run(
+        self,
+        owner: str,
+        now: float,
+        lease_until: float,
+        clock: Callable[[], float] | None = None,
+    ) -> Row | None:
+        """Take the oldest runnable task run that is due, with a lease; None if there is none.
+
+        With `clock`, the time is read again once the write lock is held: a wait for the
+        lock must not make a task run start before it was created.
+        """
         statement = _CLAIM_SQLITE if self.sqlite else _CLAIM_LOCKING
         with self.write() as tx:
+            if clock is not None:
+                now, lease_until = clock(), clock() + (lease_until - now)
             row = (
                 tx.connection.execute(statement, {"owner": owner, "now": now, "until": lease_until})
                 .mappings()

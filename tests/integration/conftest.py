@@ -34,9 +34,7 @@ RUN_TIMEOUT = 15.0  # no test flow takes this long; a hang fails instead of bloc
 TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
 
 
-def wait_until(
-    condition: Callable[[], T], timeout: float = 5.0, what: str = "the condition"
-) -> T:
+def wait_until(condition: Callable[[], T], timeout: float = 5.0, what: str = "the condition") -> T:
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -91,13 +89,17 @@ class Finished:
         return [
             row["message"]
             for row in self.logs
-            if (ids is None or row["task_run_id"] in ids) and (level is None or row["level"] == level)
+            if (ids is None or row["task_run_id"] in ids)
+            and (level is None or row["level"] == level)
         ]
 
     def summary(self) -> str:
         """What a failing assertion prints: states, errors and logs."""
         lines = [f"execution {self.state}: {self.error}"]
-        lines += [f"  {_label(r)} {r['state']} {r.get('error') or ''}" for r in self.runs]
+        lines += [
+            f"  {_label(r)} {r['state']} {r['start_date']}..{r['end_date']} {r.get('error') or ''}"
+            for r in self.runs
+        ]
         lines += [f"  log {r['level']} {r['message']}" for r in self.logs]
         return "\n".join(lines)
 
@@ -239,7 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
         if match:
             self._answer(int(match[1]), b"status page", "text/plain")
         else:
-            self._answer(200, json.dumps({"path": self.path, "ok": True}).encode(), "application/json")
+            self._answer(
+                200, json.dumps({"path": self.path, "ok": True}).encode(), "application/json"
+            )
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -248,7 +252,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: bytes) -> None:
         self.requests.append(
-            {"method": self.command, "path": self.path, "body": body.decode(), "headers": dict(self.headers)}
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body.decode(),
+                "headers": dict(self.headers),
+            }
         )
 
     def _answer(self, code: int, body: bytes, kind: str) -> None:

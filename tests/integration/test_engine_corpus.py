@@ -70,7 +70,7 @@ def corpus_secrets(url: str) -> dict[str, str]:
     names = set()
     for path in FILES:
         names |= set(re.findall(r"secret\('([A-Z0-9_]+)'\)", path.read_text(encoding="utf-8")))
-    values = {name: SECRET_VALUE for name in names}
+    values = dict.fromkeys(names, SECRET_VALUE)
     values.update({name: value.format(url=url) for name, value in LOCAL_URL_SECRETS.items()})
     return {f"SECRET_{k}": base64.b64encode(v.encode()).decode() for k, v in values.items()}
 

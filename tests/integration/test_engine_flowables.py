@@ -3,19 +3,17 @@ says, with concurrency limits observed on real `sleep` processes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from conftest import Flows, Row, wait_until
 
-SLEEP = """
-        type: scripts.shell.Commands
-        commands: ["sleep {seconds}"]"""
 
-
-def sleeper(task_id: str, seconds: float = 0.3, indent: int = 2) -> str:
-    pad = " " * indent
-    return f"{pad}- id: {task_id}\n" + "\n".join(
-        pad + line[6:] for line in SLEEP.format(seconds=seconds).strip("\n").splitlines()
+def sleepers(count: int, seconds: float, indent: int = 14) -> str:
+    """`count` shell tasks p0, p1, … running `sleep`, as YAML list items at `indent`."""
+    return ("\n" + " " * indent).join(
+        f'- {{id: p{i}, type: scripts.shell.Commands, commands: ["sleep {seconds}"]}}'
+        for i in range(count)
     )
 
 
@@ -65,7 +63,9 @@ def test_tasks_run_one_after_another_in_order(flows: Flows) -> None:
         """
     )
     assert done.state == "SUCCESS", done.summary()
-    assert done.order("start_date") == ["first", "group", "second", "third", "fourth"]
+    assert done.order("start_date") == ["first", "group", "second", "third", "fourth"], (
+        done.summary()
+    )
     assert done.order("end_date") == ["first", "second", "third", "group", "fourth"]
     for a, b in [("first", "second"), ("second", "third"), ("third", "fourth")]:
         assert_after(done.run(a), done.run(b))
@@ -77,7 +77,6 @@ def test_tasks_run_one_after_another_in_order(flows: Flows) -> None:
 
 
 def test_parallel_runs_at_most_concurrent_children_at_once(flows: Flows) -> None:
-    children = "\n".join(sleeper(f"p{i}", 0.3, indent=6) for i in range(5))
     done = flows.run(
         f"""
         tasks:
@@ -85,7 +84,7 @@ def test_parallel_runs_at_most_concurrent_children_at_once(flows: Flows) -> None
             type: core.flow.Parallel
             concurrent: 2
             tasks:
-{children}
+              {sleepers(5, 0.3)}
           - id: after
             type: core.log.Log
             message: all done
@@ -99,14 +98,13 @@ def test_parallel_runs_at_most_concurrent_children_at_once(flows: Flows) -> None
 
 
 def test_parallel_without_a_limit_runs_every_child_at_once(flows: Flows) -> None:
-    children = "\n".join(sleeper(f"p{i}", 0.4, indent=6) for i in range(3))
     done = flows.run(
         f"""
         tasks:
           - id: fan
             type: core.flow.Parallel
             tasks:
-{children}
+              {sleepers(3, 0.4)}
         """
     )
     assert done.state == "SUCCESS", done.summary()
@@ -570,15 +568,15 @@ CHILD = """
 
 
 def parent_flow(inputs: dict[str, Any], **options: Any) -> str:
-    extra = "".join(f"\n                {k}: {str(v).lower()}" for k, v in options.items())
-    given = "".join(f"\n                  {k}: {v}" for k, v in inputs.items())
+    """A flow calling `child` with `inputs` and Subflow `options`, then logging its greeting."""
+    properties = {"inputs": inputs, **options}
+    lines = "".join(f"\n            {k}: {json.dumps(v)}" for k, v in properties.items())
     return f"""
         tasks:
           - id: call
             type: core.flow.Subflow
             namespace: tests.sub
-            flowId: child
-            inputs:{given or " {}"}{extra}
+            flowId: child{lines}
           - id: after
             type: core.log.Log
             message: "child said {{{{ outputs.call.outputs.greeting ?? 'nothing' }}}}"
@@ -611,7 +609,7 @@ def test_subflow_without_wait_goes_on_while_the_child_runs(flows: Flows) -> None
 
 def test_a_failed_child_fails_the_subflow_task_and_the_parent(flows: Flows) -> None:
     flows.deploy(CHILD)
-    done = flows.run(parent_flow({"fail": "true"}))
+    done = flows.run(parent_flow({"fail": True}))
     assert done.state == "FAILED"
     call = done.run("call")
     assert call["state"] == "FAILED"
@@ -622,7 +620,7 @@ def test_a_failed_child_fails_the_subflow_task_and_the_parent(flows: Flows) -> N
 
 def test_transmit_failed_false_keeps_the_parent_going(flows: Flows) -> None:
     flows.deploy(CHILD)
-    done = flows.run(parent_flow({"fail": "true"}, transmitFailed=False))
+    done = flows.run(parent_flow({"fail": True}, transmitFailed=False))
     assert done.state == "SUCCESS", done.summary()
     assert done.run("call")["outputs"]["state"] == "FAILED"
     assert done.messages("after") == ["child said nothing"]

@@ -1,0 +1,40 @@
+"""The Flask application factory: `create_app(services)` builds the web layer.
+
+The daemon builds one app and serves it with its embedded WSGI server; tests build
+one around a temporary data directory. The app holds no state of its own: everything
+it shows comes from the store, everything it changes goes through `services`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+
+from headwater.daemon.services import Services
+from headwater.web import api, errors, health
+from headwater.web.seam import install
+
+HERE = Path(__file__).resolve().parent
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+"""The largest request body (file inputs of a new execution); larger ones get 413."""
+
+
+class JsonProvider(DefaultJSONProvider):
+    sort_keys = False  # fields in the order the API documents them
+
+
+def create_app(services: Services, clock: Callable[[], float] = time.time) -> Flask:
+    """A Flask app serving the JSON API and health checks for these `services`."""
+    # Given paths: Flask cannot find them itself under the editable install's package map.
+    app = Flask(__name__, root_path=str(HERE), instance_path=str(HERE / "instance"))
+    app.json = JsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    install(app, services, clock)
+    errors.register(app)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(health.blueprint)
+    return app
