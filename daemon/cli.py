@@ -261,5 +261,59 @@ def plan(
     sys.exit(0 if result.valid else 1)
 
 
+@main.group(invoke_without_command=True)
+@click.option("--to", "to", help="Deploy this commit and hold it (a pin) until `sync resume`.")
+@click.option(
+    "--server",
+    envvar="HEADWATER_SERVER",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The daemon's URL (or HEADWATER_SERVER).",
+)
+@click.pass_context
+def sync(ctx: click.Context, to: str | None, server: str) -> None:
+    """Ask a running daemon to sync now (or to deploy a named commit with --to).
+
+    The token comes from HEADWATER_TOKEN. Exit 0 when the sync succeeded or found
+    nothing new, 1 when the commit failed to deploy (its errors are printed).
+    """
+    ctx.obj = server
+    if ctx.invoked_subcommand is not None:
+        return
+    from headwater.daemon.client import Client
+
+    outcome = Client(server).post("/api/v1/sync", {"to": to} if to else {})
+    click.echo(
+        f"{outcome.get('result')}: {outcome.get('fromCommit') or '-'} -> "
+        f"{outcome.get('toCommit') or '-'} (+{outcome.get('added', 0)} "
+        f"~{outcome.get('updated', 0)} -{outcome.get('deleted', 0)})"
+    )
+    for error in outcome.get("errors") or []:
+        click.echo(f"{error['path']}:{error['line']}:{error['column']}: error: {error['message']}")
+    if outcome.get("message"):
+        click.echo(outcome["message"], err=True)
+    sys.exit(1 if outcome.get("result") in ("Failed", "FetchFailed") else 0)
+
+
+@sync.command("suspend")
+@click.pass_obj
+def sync_suspend(server: str) -> None:
+    """Turn automatic sync off (pushes are not deployed until `sync resume`)."""
+    from headwater.daemon.client import Client
+
+    status = Client(server).post("/api/v1/sync/suspend", {})
+    click.echo(f"sync is {status.get('status')}")
+
+
+@sync.command("resume")
+@click.pass_obj
+def sync_resume(server: str) -> None:
+    """Turn automatic sync back on and release a pin."""
+    from headwater.daemon.client import Client
+
+    status = Client(server).post("/api/v1/sync/resume", {})
+    click.echo(f"sync is {status.get('status')}")
+
+
 if __name__ == "__main__":
     main()

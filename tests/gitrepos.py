@@ -148,8 +148,14 @@ class WorkingClone:
         self.git("revert", "--no-edit", sha, env=env)
         return self.head()
 
-    def bulk_commit(self, files: Mapping[str, bytes], message: str = "bulk") -> str:
-        """Commits many files on top of HEAD at once with `git fast-import` (fast for 10k+)."""
+    def bulk_commit(
+        self, files: Mapping[str, bytes], message: str = "bulk", checkout: bool = False
+    ) -> str:
+        """Commits many files on top of HEAD at once with `git fast-import` (fast for 10k+).
+
+        Writing 10,000 files into the working tree takes seconds, so it is left alone
+        unless `checkout`: push afterwards, but do not `commit()` on top without it.
+        """
         parent = self.git("rev-parse", "--verify", "--quiet", "HEAD") if self._has_head() else ""
         stream = io.BytesIO()
         when = self._next_date(None)
@@ -168,7 +174,8 @@ class WorkingClone:
             check=True,
             timeout=120,
         )
-        self.git("reset", "--quiet", "--hard", self.branch)
+        if checkout:
+            self.git("reset", "--quiet", "--hard", self.branch)
         return self.head()
 
     def _has_head(self) -> bool:
