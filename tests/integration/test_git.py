@@ -596,3 +596,26 @@ def test_no_git_process_is_left_behind(tmp_path: Path, mirror: Mirror, work: Wor
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie either
     assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+def test_reading_before_the_first_fetch_says_so(tmp_path: Path) -> None:
+    mirror = Mirror(tmp_path / "mirror", str(tmp_path / "remote.git"), "main")
+    with pytest.raises(GitError, match="the mirror does not exist yet"):
+        mirror.read_file("0123456789abcdef0123456789abcdef01234567", "README.md")
+    assert mirror.read_blobs([]) == {}
+    assert mirror.head() is None
+
+
+def test_a_lock_left_by_a_killed_fetch_does_not_block_the_next(
+    tmp_path: Path, remote: Path, work: WorkingClone
+) -> None:
+    first = first_push(work)
+    path = tmp_path / "mirror"
+    with Mirror(path, str(remote), "main") as mirror:
+        assert mirror.fetch() == first
+    work.write("README.md", "again\n")
+    second = work.commit("Again")
+    work.push()
+    (path / "refs" / "remotes" / "origin" / "main.lock").write_text(first)  # as a kill leaves
+    with Mirror(path, str(remote), "main") as restarted:
+        assert restarted.fetch() == second
