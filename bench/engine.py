@@ -129,7 +129,10 @@ class Bench:
     def __init__(self, folder: Path) -> None:
         self.engine = Engine(EngineSettings(data_dir=folder))
         self.ended_at: dict[str, float] = {}
-        self.ended_rows: dict[str, dict[str, Any]] = {}
+        # only what the figures need: keeping whole rows would grow the heap the garbage
+        # collector walks, and its pauses are part of what is measured
+        self.ended_state: dict[str, str] = {}
+        self.stored_latency: dict[str, float] = {}
         self._done = threading.Condition()
         self.engine.executor.ended.append(self._on_ended)
 
@@ -137,7 +140,8 @@ class Bench:
         now = time.perf_counter()
         with self._done:
             self.ended_at[execution["id"]] = now
-            self.ended_rows[execution["id"]] = execution
+            self.ended_state[execution["id"]] = execution["state"]
+            self.stored_latency[execution["id"]] = execution["end_date"] - execution["created_at"]
             self._done.notify_all()
 
     def deploy(self, source: str) -> None:
@@ -161,8 +165,7 @@ class Bench:
             return len(self.ended_at)
 
     def store_latency(self, execution_id: str) -> float:
-        row = self.ended_rows[execution_id]
-        return float(row["end_date"] - row["created_at"])
+        return float(self.stored_latency[execution_id])
 
 
 @contextmanager
@@ -223,7 +226,7 @@ def sequential(title: str, source: str, durations: Durations, target_ms: float) 
             ended = bench.wait_ended(execution_id)
             wall.append(ended - started)
             stored.append(bench.store_latency(execution_id))
-            state = bench.ended_rows[execution_id]["state"]
+            state = bench.ended_state[execution_id]
             if state != "SUCCESS":
                 raise RuntimeError(f"{title}: execution ended {state}")
     median = statistics.median(wall) * 1e3
@@ -354,7 +357,7 @@ def open_loop(rate: float, seconds: float, drain: float = 10.0) -> Step:
                 continue
             step.latencies.append(latency)
             step.store_latencies.append(bench.store_latency(execution_id))
-            if bench.ended_rows[execution_id]["state"] != "SUCCESS":
+            if bench.ended_state[execution_id] != "SUCCESS":
                 step.failed += 1
     return step
 

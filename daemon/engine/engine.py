@@ -117,6 +117,7 @@ class Engine:
         self._ended_lock = threading.Condition()
         self._ended_ids: set[str] = set()
         self.executor.ended.append(self._on_ended)
+        self.executor.before_child = self._deploy_from_source
 
     # -- flows ---------------------------------------------------------------------------
     def deploy_source(self, source: str, path: str, commit: Row | None = None) -> Row:
@@ -161,10 +162,14 @@ class Engine:
         return self.executor.create_execution(request)
 
     def _deploy_local(self, namespace: str, flow_id: str) -> None:
-        assert self.flow_source is not None
-        source = self.flow_source(namespace, flow_id)
+        with self.store.write() as tx:
+            self._deploy_from_source(tx, namespace, flow_id)
+
+    def _deploy_from_source(self, tx: Tx, namespace: str, flow_id: str) -> None:
+        """Deploy a flow's current source from `flow_source` (local runs), if it has one."""
+        source = self.flow_source(namespace, flow_id) if self.flow_source else None
         if source is not None:
-            self.deploy_source(source, f"{namespace}/{flow_id}.yaml")
+            self._deploy(tx, parse_flow(source, f"{namespace}/{flow_id}.yaml"), source, {})
 
     def kill(self, execution_id: str) -> None:
         self.executor.kill(execution_id)
