@@ -247,7 +247,7 @@ def plan(
     from headwater.daemon.watch import git_dir
 
     repo = repo_path.resolve()
-    mirror = Mirror(git_dir(repo), str(repo), branch)
+    mirror = Mirror.read_only(git_dir(repo))
     try:
         head_sha = mirror.resolve(head) if head else working_tree_commit(repo)
         base_sha = mirror.resolve(base) if base else default_base(repo, branch)

@@ -34,8 +34,14 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 600.0  # fetch errors retry with backoff up to this
 WATCH_DEBOUNCE_SECONDS = 0.05  # ref events within this window make one sync
+# A webhook or watch hint this soon after the last sync began waits out the rest, and the
+# hints arriving meanwhile join it: a burst of pushes makes a few syncs, not one per push,
+# while a lone push still deploys at once.
+HINT_SPACING_SECONDS = 0.2
+HINT_CAUSES = ("webhook", "watch")
 NAMESPACE_FILE_CACHE = 256  # (namespace, commit) listings kept in memory
 DEMO_REPOSITORY = "demo-repo"
+REGULAR_FILE_MODES = ("100644", "100755")  # not symlinks, not submodules
 
 
 class Daemon:
@@ -125,7 +131,7 @@ class Daemon:
                 self._files.move_to_end(key)
                 return self._files[key]
         prefix = f"{self.settings.flows_dir}/{namespace.replace('.', '/')}/_files/"
-        entries = self.mirror.tree(commit, prefix)
+        entries = [e for e in self.mirror.tree(commit, prefix) if e.mode in REGULAR_FILE_MODES]
         blobs = self.mirror.read_blobs(e.blob for e in entries)
         files = {e.path[len(prefix) :]: blobs[e.blob] for e in entries if e.path.startswith(prefix)}
         with self._files_lock:
@@ -152,6 +158,7 @@ class Daemon:
         self._threads.append(thread)
 
     def _sync_loop(self) -> None:
+        last_start = time.monotonic()
         self._run_sync("startup")
         self._synced_once.set()
         failures = 0
@@ -159,6 +166,9 @@ class Daemon:
         while not self._stop.is_set():
             timeout = None if next_poll is None else max(0.0, next_poll - time.monotonic())
             wanted = self._wanted.wait(timeout)
+            if wanted and self._cause in HINT_CAUSES:
+                spacing = last_start + HINT_SPACING_SECONDS - time.monotonic()
+                self._stop.wait(max(0.0, spacing))
             if self._stop.is_set():
                 return
             self._wanted.clear()
@@ -166,6 +176,7 @@ class Daemon:
             if cause == "poll" and not self._remote_moved():
                 next_poll = self._next_poll(0)
                 continue
+            last_start = time.monotonic()
             outcome = self._run_sync(cause)
             failures = failures + 1 if outcome.result == "FetchFailed" else 0
             next_poll = self._next_poll(failures)

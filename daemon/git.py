@@ -47,31 +47,20 @@ GITLINK_MODE = "160000"  # a submodule
 
 # Variables that would point git at another repository or smuggle in configuration;
 # a daemon started from a git hook inherits some of them.
-_INHERITED_GIT_VARS = frozenset(
-    {
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_COMMON_DIR",
-        "GIT_NAMESPACE",
-        "GIT_PREFIX",
-        "GIT_QUARANTINE_PATH",
-        "GIT_CONFIG",
-        "GIT_CONFIG_PARAMETERS",
-        "GIT_CONFIG_COUNT",
-    }
-)
+# fmt: off
+_INHERITED_GIT_VARS = frozenset({
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_PREFIX", "GIT_QUARANTINE_PATH",
+    "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+})
+# fmt: on
 _SHA = re.compile(r"[0-9a-f]{4,64}")
 _BAD_REF_PART = re.compile(r"^[-/.]|\.\.|[\x00-\x20\x7f~^:?*\[\\]|//|@\{|/\.|\.lock(/|$)|[/.]$")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s]+)@")
 _SCHEME = re.compile(r"(?i)^([a-z][a-z0-9+.-]*)://")
-_AUTH_SIGNS = (
+_AUTH_SIGNS = (  # in git's stderr (LC_ALL=C): the remote wants other credentials
     "authentication failed",
     "terminal prompts disabled",
-    "http 401",
-    "http 403",
     "error: 401",
     "error: 403",
     "permission denied (publickey",
@@ -279,13 +268,6 @@ def _stderr_summary(stderr: bytes) -> str:
     return text or "no message from git"
 
 
-@dataclass(frozen=True)
-class _Result:
-    code: int
-    stdout: bytes
-    stderr: bytes
-
-
 # -- the persistent cat-file process ----------------------------------------------------
 
 
@@ -415,12 +397,9 @@ def _path(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _oid_or_none(oid: str) -> str | None:
-    return None if not oid.strip("0") else oid
-
-
-def _mode_or_none(mode: str) -> str | None:
-    return None if not mode.strip("0") else mode
+def _zero_is_none(value: str) -> str | None:
+    """git writes an absent blob or mode as zeros."""
+    return None if not value.strip("0") else value
 
 
 _STATUS: dict[str, Literal["A", "M", "D"]] = {"A": "A", "M": "M", "D": "D", "T": "M"}
@@ -438,10 +417,10 @@ def parse_raw_diff(out: bytes) -> list[Change]:
             Change(
                 status=_STATUS[status],
                 path=_path(tokens[i + 1]),
-                old_blob=_oid_or_none(old_oid),
-                new_blob=_oid_or_none(new_oid),
-                old_mode=_mode_or_none(old_mode),
-                new_mode=_mode_or_none(new_mode),
+                old_blob=_zero_is_none(old_oid),
+                new_blob=_zero_is_none(new_oid),
+                old_mode=_zero_is_none(old_mode),
+                new_mode=_zero_is_none(new_mode),
             )
         )
     return changes
@@ -529,10 +508,20 @@ class Mirror:
         self.branch = branch
         self.timeout = timeout
         self._secrets = _secrets(credentials)
+        self._has_credentials = credentials is not None and credentials != Credentials()
         self._env = git_env(credentials)
         self._git_dir = f"--git-dir={self.path}"
         self._batch = _CatFile(self.path, self._env, timeout)
         self._ready = False
+        self._read_only = False
+
+    @classmethod
+    def read_only(cls, git_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Mirror:
+        """Reads an existing repository (a working clone's `.git`, for `plan`) without
+        changing it: `ensure`, `remote_head`, `fetch` and `keep` refuse."""
+        mirror = cls(git_dir, str(git_dir), "HEAD", timeout=timeout)
+        mirror._read_only = True
+        return mirror
 
     @property
     def ref(self) -> str:
@@ -558,6 +547,7 @@ class Mirror:
 
     def ensure(self) -> None:
         """Creates the bare repository if missing and points its `origin` at the URL."""
+        self._refuse_if_read_only("set up")
         if not (self.path / "HEAD").is_file() or not (self.path / "objects").is_dir():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._git(["init", "--bare", "--quiet", str(self.path)], "git init of the mirror")
@@ -586,7 +576,7 @@ class Mirror:
         args += ["--quiet", "--no-tags", "--force", "--no-write-fetch-head"]
         args += [self.url, f"+refs/heads/{self.branch}:{self.ref}"]
         result = self._git(args, f"git fetch of {self._where()}", ok=None)
-        if result.code != 0:
+        if result.returncode != 0:
             if b"couldn't find remote ref" in result.stderr:
                 raise GitError(f"branch '{self.branch}' does not exist in {self._where_url()}")
             raise self._failure(f"git fetch of {self._where()}", result.stderr)
@@ -613,7 +603,7 @@ class Mirror:
     def is_ancestor(self, old: str, new: str) -> bool:
         """Whether `old` is in the history of `new` (False after a force-push dropped it)."""
         args = ["merge-base", "--is-ancestor", _check_sha(old), _check_sha(new)]
-        return self._git(args, "git merge-base --is-ancestor", ok=(0, 1)).code == 0
+        return self._git(args, "git merge-base --is-ancestor", ok=(0, 1)).returncode == 0
 
     def exists(self, sha: str) -> bool:
         """Whether the commit is (still) in the mirror."""
@@ -628,7 +618,7 @@ class Mirror:
             raise GitError(f"not a valid commit name: {ref!r}")
         args = ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"]
         result = self._git(args, "git rev-parse", ok=None)
-        if result.code == 0:
+        if result.returncode == 0:
             return result.stdout.decode("ascii").strip()
         why = "is ambiguous" if b"ambiguous" in result.stderr else "does not name a commit"
         raise GitError(f"{ref!r} {why} in the mirror of {self._where_url()}")
@@ -636,6 +626,7 @@ class Mirror:
     def keep(self, sha: str, name: str = "deployed") -> None:
         """Points `refs/headwater/<name>` at `sha`, so garbage collection keeps it."""
         check_ref_name(name, "keep ref")
+        self._refuse_if_read_only("keep a commit in")
         args = ["update-ref", f"refs/headwater/{name}", _check_sha(sha)]
         self._git(args, f"keeping commit {sha} as refs/headwater/{name}")
 
@@ -711,6 +702,10 @@ class Mirror:
                 lock.unlink()
                 log.warning("removed a stale git lock file", extra={"lock": str(lock)})
 
+    def _refuse_if_read_only(self, action: str) -> None:
+        if self._read_only:
+            raise GitError(f"cannot {action} {self.path}: it is opened read-only")
+
     def _ensure_once(self) -> None:
         if not self._ready:
             self.ensure()
@@ -730,7 +725,9 @@ class Mirror:
             commits[sha] = parse_commit(obj.oid, obj.data)
         return commits
 
-    def _git(self, args: list[str], what: str, ok: tuple[int, ...] | None = (0,)) -> _Result:
+    def _git(
+        self, args: list[str], what: str, ok: tuple[int, ...] | None = (0,)
+    ) -> subprocess.CompletedProcess[bytes]:
         """Runs git in the mirror; an exit code outside `ok` (None: any) is a GitError."""
         argv = ["git", self._git_dir, *args]
         proc = _spawn(argv, self._env, subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE)
@@ -746,7 +743,7 @@ class Mirror:
             ) from None
         if ok is not None and proc.returncode not in ok:
             raise self._failure(what, stderr)
-        return _Result(proc.returncode, stdout, stderr)
+        return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
     def _tokens(self, args: list[str], what: str) -> Generator[bytes, None, None]:
         """Yields a git command's NUL-separated output as it arrives; stops git when the
@@ -780,7 +777,7 @@ class Mirror:
         if any(sign in detail.lower() for sign in _AUTH_SIGNS):
             message += (
                 " (the remote refused the credentials: check the token or SSH key setting)"
-                if self._secrets or "GIT_SSH_COMMAND" in self._env
+                if self._has_credentials
                 else " (the remote asks for credentials: set the token or SSH key setting)"
             )
         return GitError(scrub(message, self._secrets))

@@ -5,18 +5,22 @@ data directory's store as a local revision, an execution starts, and the termina
 shows each task run's state and duration as it changes and the logs as they come.
 Ctrl-C kills the execution cleanly. A data directory that holds an unfinished
 execution of the same flow (the previous `run` was killed) carries that one on
-instead of starting another.
+instead of starting another: a task run the killed process left RUNNING is taken
+over once its lease has expired (30 s; `HEADWATER_LEASE_SECONDS` sets it), its
+leftover process group is ended first, and the lost attempt counts as an attempt.
+Namespace files come from the flows folder's `_files/` folders.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -27,10 +31,15 @@ from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.engine.flows import parse_flow
 from headwater.daemon.engine.inputs import UploadedFile
+from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.store.store import Row
 
 TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
 PROGRESS_POLL_SECONDS = 0.05
+LEASE_SECONDS_VARIABLE = "HEADWATER_LEASE_SECONDS"
+"""Seconds a task run's lease lasts (default 30): how soon a `run` that carries on after a
+killed one can take over the task run the killed one left RUNNING."""
+HEARTBEATS_PER_LEASE = 10  # a lease is at least ten heartbeats long (DESIGN)
 
 
 def parse_input_flags(flags: Sequence[str]) -> dict[str, Any]:
@@ -110,8 +119,11 @@ def run_local(
     if data_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="headwater-run-")
         data_dir = Path(temporary.name)
-    engine = Engine(EngineSettings(data_dir=data_dir))
     folder = find_flows_dir(file, flows_dir)
+    engine = Engine(
+        engine_settings(data_dir),
+        namespace_files=(lambda ns, _commit: _files_in(folder, ns)) if folder else None,
+    )
     if folder is not None:
         engine.flow_source = lambda ns, fid: _source_in(folder, ns, fid)
     try:
@@ -122,6 +134,35 @@ def run_local(
         engine.stop(grace=5)
         if temporary is not None:
             temporary.cleanup()
+
+
+def engine_settings(data_dir: Path, environ: Mapping[str, str] = os.environ) -> EngineSettings:
+    """The engine's settings; `HEADWATER_LEASE_SECONDS` shortens the task runs' leases."""
+    text = environ.get(LEASE_SECONDS_VARIABLE, "").strip()
+    if not text:
+        return EngineSettings(data_dir=data_dir)
+    try:
+        lease = float(text)
+    except ValueError:
+        lease = 0.0
+    if not lease > 0:
+        raise HeadwaterError(f"{LEASE_SECONDS_VARIABLE} must be a number of seconds, got {text!r}")
+    return EngineSettings(
+        data_dir=data_dir, lease_seconds=lease, heartbeat_seconds=lease / HEARTBEATS_PER_LEASE
+    )
+
+
+def _files_in(folder: Path, namespace: str) -> dict[str, bytes]:
+    """The namespace files of `namespace` in a flows folder (its `_files/`), by path."""
+    root = folder.joinpath(*namespace.split("."), defaults.NAMESPACE_FILES_DIR)
+    if not root.is_dir():
+        return {}
+    inside = root.resolve()
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside)
+    }
 
 
 def _source_in(folder: Path, namespace: str, flow_id: str) -> str | None:

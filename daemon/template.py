@@ -159,10 +159,13 @@ def new_repository(dest: Path) -> tuple[list[Path], str]:
 def init_repository(dest: Path) -> str:
     """Make `dest` a git repository on branch `main` with everything in it committed.
 
-    The author is the user git is configured with; where git knows none (no global
-    config, as on a fresh server), it is `Headwater <headwater@localhost>`. Returns the
-    sha of the commit.
+    A `dest` that is missing or empty gets the template first, so the daemon's demo
+    repository is one call. The author is the user git is configured with; where git
+    knows none (no global config, as on a fresh server), it is
+    `Headwater <headwater@localhost>`. Returns the sha of the commit.
     """
+    if not dest.is_dir() or not any(dest.iterdir()):
+        copy_template(dest)
     _git(dest, "-c", f"init.defaultBranch={BRANCH}", "init", "--quiet")
     # Older gits ignore init.defaultBranch; pointing HEAD at the branch works everywhere.
     _git(dest, "symbolic-ref", "HEAD", f"refs/heads/{BRANCH}")
@@ -208,9 +211,13 @@ def _git(cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> str:
             check=False,
         )
     except FileNotFoundError:
-        raise TemplateError("git is not installed (or not on PATH); install git") from None
+        if shutil.which("git", path=env.get("PATH")) is None:
+            raise TemplateError("git is not installed (or not on PATH); install git") from None
+        raise TemplateError(f"cannot run git in {cwd}: no such folder") from None
     except subprocess.TimeoutExpired:
-        raise TemplateError(f"git {args[0]} took longer than {GIT_TIMEOUT_SECONDS:.0f} s") from None
+        raise TemplateError(
+            f"git {' '.join(args)} took longer than {GIT_TIMEOUT_SECONDS:.0f} s in {cwd}"
+        ) from None
     if result.returncode not in ok:
         reason = result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}"
         raise TemplateError(f"git {' '.join(args)} failed in {cwd}: {reason}")

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from headwater.daemon.engine.context import Renderer
 from headwater.daemon.engine.executor import ExecutionRequest, Executor
-from headwater.daemon.engine.flows import FlowCache, parse_flow
+from headwater.daemon.engine.flows import FlowCache, index_tasks, parse_flow
 from headwater.daemon.engine.inputs import (
     InputsRefused,
     UploadedFile,
@@ -31,7 +31,9 @@ from headwater.daemon.engine.logs import LogWriter
 from headwater.daemon.engine.secrets import Masker, Secrets
 from headwater.daemon.engine.worker import NamespaceFiles, Worker, WorkerPool, WorkerSettings
 from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.expressions import has_expression
 from headwater.daemon.flow.model import Flow
+from headwater.daemon.flow.tasks.subflow import Subflow
 from headwater.daemon.storage import LocalStorage
 from headwater.daemon.store.db import make_engine, sqlite_url
 from headwater.daemon.store.migrate import upgrade
@@ -117,14 +119,19 @@ class Engine:
         self._ended_lock = threading.Condition()
         self._ended_ids: set[str] = set()
         self.executor.ended.append(self._on_ended)
-        self.executor.before_child = self._deploy_from_source
 
     # -- flows ---------------------------------------------------------------------------
     def deploy_source(self, source: str, path: str, commit: Row | None = None) -> Row:
-        """Make `source` the deployed revision of its flow (a new revision if it changed)."""
+        """Make `source` the deployed revision of its flow (a new revision if it changed).
+
+        With a `flow_source` (local runs), the subflows it names are deployed from there too.
+        """
         flow = parse_flow(source, path)
         with self.store.write() as tx:
-            return self._deploy(tx, flow, source, commit or {})
+            row = self._deploy(tx, flow, source, commit or {})
+        if self.flow_source is not None:
+            self._deploy_subflows(flow)
+        return row
 
     def _deploy(self, tx: Tx, flow: Flow, source: str, commit: Row) -> Row:
         latest = tx.revision(flow.namespace, flow.id)
@@ -162,14 +169,24 @@ class Engine:
         return self.executor.create_execution(request)
 
     def _deploy_local(self, namespace: str, flow_id: str) -> None:
-        with self.store.write() as tx:
-            self._deploy_from_source(tx, namespace, flow_id)
-
-    def _deploy_from_source(self, tx: Tx, namespace: str, flow_id: str) -> None:
-        """Deploy a flow's current source from `flow_source` (local runs), if it has one."""
-        source = self.flow_source(namespace, flow_id) if self.flow_source else None
+        assert self.flow_source is not None
+        source = self.flow_source(namespace, flow_id)
         if source is not None:
-            self._deploy(tx, parse_flow(source, f"{namespace}/{flow_id}.yaml"), source, {})
+            self.deploy_source(source, f"{namespace}/{flow_id}.yaml")
+
+    def _deploy_subflows(self, flow: Flow) -> None:
+        """Deploy from `flow_source` the subflows `flow` names, and theirs (local runs)."""
+        assert self.flow_source is not None
+        wanted, seen = named_subflows(flow), {(flow.namespace, flow.id)}
+        while wanted:
+            key = wanted.pop()
+            source = self.flow_source(*key) if key not in seen else None
+            seen.add(key)
+            if source is not None:
+                child = parse_flow(source, f"{key[0]}/{key[1]}.yaml")
+                with self.store.write() as tx:
+                    self._deploy(tx, child, source, {})
+                wanted += named_subflows(child)
 
     def kill(self, execution_id: str) -> None:
         self.executor.kill(execution_id)
@@ -258,6 +275,17 @@ class Engine:
             with self._ended_lock:
                 if execution_id not in self._ended_ids:
                     self._ended_lock.wait(left)
+
+
+def named_subflows(flow: Flow) -> list[tuple[str, str]]:
+    """(namespace, flow id) of the Subflow tasks that name their flow without expressions."""
+    return [
+        (task.namespace, task.flowId)
+        for task in index_tasks(flow).values()
+        if isinstance(task, Subflow)
+        and not has_expression(task.namespace)
+        and not has_expression(task.flowId)
+    ]
 
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:

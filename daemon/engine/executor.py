@@ -105,9 +105,6 @@ class Executor:
         self.rng = random.Random()
         self.ended: list[Callable[[Row], None]] = []
         """Called (outside the transaction) with each execution that ends."""
-        self.before_child: Callable[[Tx, str, str], None] | None = None
-        """Called with (transaction, namespace, flow id) before a subflow's execution is
-        created: a local run deploys the child flow from its folder there."""
 
     # -- creating ------------------------------------------------------------------------
     def create_execution(self, request: ExecutionRequest) -> Row:
@@ -222,8 +219,6 @@ class Executor:
             execution_id=child["id"],
         )
         try:
-            if self.before_child is not None and request.revision is None:
-                self.before_child(tx, request.namespace, request.flow_id)
             self._insert_execution(tx, request)
         except HeadwaterError as exc:
             tx.update_task_run(

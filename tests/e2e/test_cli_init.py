@@ -6,18 +6,27 @@ git configuration exists unless a test writes one.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import parse_qs
 
 import pytest
 import yaml
 
-from headwater.daemon.template import template_files, template_root
+from headwater.daemon.template import (
+    commit_author,
+    init_repository,
+    template_files,
+    template_root,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FALLBACK_AUTHOR = "Headwater <headwater@localhost>"
@@ -133,29 +142,75 @@ def test_init_without_git_says_so_and_leaves_no_folder(tmp_path: Path, env: dict
     assert not (tmp_path / "my-flows").exists()
 
 
+def test_init_repository_of_a_missing_folder_commits_the_template(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the daemon does for its demo repository: one call, no git user needed."""
+    for name in [k for k in os.environ if k.startswith("GIT_") or k == "EMAIL"]:
+        monkeypatch.delenv(name)
+    for name in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_NOSYSTEM"):
+        monkeypatch.setenv(name, env[name])
+    demo = tmp_path / "data" / "demo-repo"
+    sha = init_repository(demo)
+    assert git(demo, "rev-parse", "HEAD", env=env) == sha
+    assert git(demo, "ls-files", env=env).splitlines() == sorted(expected_files())
+    assert commit_author(demo) == FALLBACK_AUTHOR
+
+
 # -- what the new repository holds: CI and the pre-commit hook ---------------------------
 
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Ada",
+    "GIT_AUTHOR_EMAIL": "ada@example.com",
+    "GIT_COMMITTER_NAME": "Ada",
+    "GIT_COMMITTER_EMAIL": "ada@example.com",
+}
+NEW_FLOW = (
+    "id: bye\nnamespace: tutorial\ntasks:\n  - id: x\n    type: core.log.Log\n    message: bye\n"
+)
 
-def stub_headwater(tmp_path: Path, plan_exit: int, plan_output: str) -> Path:
-    """A `headwater` on PATH: the real `validate`, and a `plan` that records its args.
 
-    `headwater plan` is a command of its own with its own tests; here only what the CI
-    files do with it matters.
+def headwater_on_path(tmp_path: Path, env: dict[str, str], plan: str | None = None) -> None:
+    """Put a `headwater` command first on PATH: this checkout's, as CI would install it.
+
+    With `plan` (a shell snippet), `headwater plan` runs that instead and records its
+    arguments in `plan-args`, to check what the CI files do with plan's exit status.
     """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
+    fake = f'if [ "$1" = plan ]; then echo "$@" > "{tmp_path}/plan-args"; {plan}; fi\n'
     script = bin_dir / "headwater"
     script.write_text(
         "#!/bin/sh\n"
-        'if [ "$1" = plan ]; then\n'
-        f'  echo "$@" > "{tmp_path}/plan-args"\n'
-        f"  printf '%s' '{plan_output}'\n"
-        f"  exit {plan_exit}\n"
-        "fi\n"
-        f'exec "{sys.executable}" -m headwater.daemon.cli "$@"\n'
+        + (fake if plan else "")
+        + f'exec "{sys.executable}" -m headwater.daemon.cli "$@"\n'
     )
     script.chmod(0o755)
-    return bin_dir
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+
+
+@pytest.fixture
+def pull_request(tmp_path: Path, env: dict[str, str]) -> tuple[Path, str]:
+    """A new repository on branch `feature` that adds a flow; its `origin` has moved on.
+
+    Returns the repository and the commit the branch started from.
+    """
+    repo = init(tmp_path, env)
+    env.update(IDENTITY)
+    fork_point = git(repo, "rev-parse", "HEAD", env=env)
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "--quiet", "--bare", str(repo), str(origin), env=env)
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "--quiet", str(origin), str(other), env=env)
+    git(other, "commit", "--quiet", "--allow-empty", "-m", "the target moves on", env=env)
+    git(other, "push", "--quiet", "origin", "main", env=env)
+    git(repo, "remote", "add", "origin", str(origin), env=env)
+    git(repo, "fetch", "--quiet", "origin", env=env)
+    git(repo, "checkout", "--quiet", "-b", "feature", env=env)
+    (repo / "flows/tutorial/bye.yaml").write_text(NEW_FLOW)
+    git(repo, "add", "--all", env=env)
+    git(repo, "commit", "--quiet", "-m", "add tutorial.bye", env=env)
+    return repo, fork_point
 
 
 def github_workflow(repo: Path) -> dict[Any, Any]:
@@ -165,16 +220,26 @@ def github_workflow(repo: Path) -> dict[Any, Any]:
     return loaded
 
 
-def github_step(workflow: dict[Any, Any], name: str) -> dict[str, Any]:
-    (job,) = workflow["jobs"].values()
+def github_step(repo: Path, name: str) -> dict[str, Any]:
+    (job,) = github_workflow(repo)["jobs"].values()
     (step,) = [s for s in job["steps"] if s.get("name") == name]
     return dict(step)
+
+
+def run_github_plan_step(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The Plan step's script as the runner runs it (`bash -e`), for a pull request on main."""
+    env.update(BASE_REF="main", GITHUB_STEP_SUMMARY=str(repo.parent / "summary.md"))
+    script = github_step(repo, "Plan")["run"]
+    return subprocess.run(
+        ["bash", "-e", "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_github_workflow_validates_and_comments_the_plan(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    workflow = github_workflow(init(tmp_path, env))
+    repo = init(tmp_path, env)
+    workflow = github_workflow(repo)
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert "pull_request" in triggers
     assert workflow["permissions"]["pull-requests"] == "write"
@@ -182,41 +247,80 @@ def test_the_github_workflow_validates_and_comments_the_plan(
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     assert "headwater validate" in runs
     assert 'headwater plan --base "origin/$BASE_REF" --format markdown' in runs
-    assert github_step(workflow, "Plan")["env"]["BASE_REF"] == "${{ github.base_ref }}"
+    assert github_step(repo, "Plan")["env"]["BASE_REF"] == "${{ github.base_ref }}"
     checkout = job["steps"][0]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["fetch-depth"] == 0
-    comment = github_step(workflow, "Comment the plan on the pull request")
+    comment = github_step(repo, "Comment the plan on the pull request")
     assert comment["uses"].startswith("actions/github-script@")
-    assert "createComment" in comment["with"]["script"]
 
 
-@pytest.mark.parametrize(
-    ("plan_exit", "plan_output", "expected"),
-    [
-        (0, "## 1 flow changed", "## 1 flow changed"),
-        (1, "## head is invalid", "## head is invalid"),
-        (2, "", "`headwater plan` printed nothing (exit status 2); see the job's log."),
-    ],
-)
-def test_the_github_plan_step_keeps_the_plan_and_its_exit_status(
-    tmp_path: Path, env: dict[str, str], plan_exit: int, plan_output: str, expected: str
+def test_the_github_plan_step_writes_the_plan_of_the_pull_request(
+    pull_request: tuple[Path, str], tmp_path: Path, env: dict[str, str]
+) -> None:
+    repo, _ = pull_request
+    headwater_on_path(tmp_path, env)
+    result = run_github_plan_step(repo, env)
+    assert result.returncode == 0, result.stderr
+    plan = (repo / "plan.md").read_text()
+    assert plan.startswith("### Headwater plan: ✅ deploys")
+    assert "add `tutorial.bye` (flows/tutorial/bye.yaml)" in plan
+    assert (tmp_path / "summary.md").read_text() == plan
+
+
+def test_the_github_plan_step_fails_on_an_invalid_flow_and_keeps_the_plan(
+    pull_request: tuple[Path, str], tmp_path: Path, env: dict[str, str]
+) -> None:
+    repo, _ = pull_request
+    (repo / "flows/tutorial/bye.yaml").write_text(NEW_FLOW.replace("message:", "mesage:"))
+    headwater_on_path(tmp_path, env)
+    result = run_github_plan_step(repo, env)
+    assert result.returncode == 1
+    plan = (repo / "plan.md").read_text()
+    assert "would not deploy" in plan
+    assert "flows/tutorial/bye.yaml:" in plan
+
+
+def test_the_github_plan_step_explains_a_plan_that_printed_nothing(
+    tmp_path: Path, env: dict[str, str]
 ) -> None:
     repo = init(tmp_path, env)
-    step = github_step(github_workflow(repo), "Plan")
-    summary = tmp_path / "summary.md"
-    env.update(
-        PATH=f"{stub_headwater(tmp_path, plan_exit, plan_output)}:{env['PATH']}",
-        BASE_REF="main",
-        GITHUB_STEP_SUMMARY=str(summary),
+    headwater_on_path(tmp_path, env, plan="exit 2")
+    result = run_github_plan_step(repo, env)
+    assert result.returncode == 2
+    assert (tmp_path / "plan-args").read_text() == "plan --base origin/main --format markdown\n"
+    expected = "`headwater plan` printed nothing (exit status 2); see the job's log.\n"
+    assert (repo / "plan.md").read_text() == expected
+
+
+@pytest.mark.parametrize("earlier", [None, "<!-- headwater-plan -->\nthe previous plan"])
+def test_the_github_comment_is_made_once_then_updated(
+    tmp_path: Path, env: dict[str, str], earlier: str | None
+) -> None:
+    """The github-script step, run by node against a recording stand-in for GitHub's API."""
+    repo = init(tmp_path, env)
+    (repo / "plan.md").write_text("### Headwater plan: ✅ deploys\n")
+    script = github_step(repo, "Comment the plan on the pull request")["with"]["script"]
+    comments = [{"id": 1, "body": "looks good"}] + ([{"id": 7, "body": earlier}] if earlier else [])
+    harness = (
+        "const calls = [];\n"
+        f"const comments = {json.dumps(comments)};\n"
+        "const github = {paginate: async () => comments, rest: {issues: {listComments: {},\n"
+        "  createComment: async (a) => calls.push(['create', a]),\n"
+        "  updateComment: async (a) => calls.push(['update', a])}}};\n"
+        "const context = {repo: {owner: 'o', repo: 'r'}, issue: {number: 5}};\n"
+        f"(async () => {{\n{script}\n}})().then(() => console.log(JSON.stringify(calls)));\n"
     )
     result = subprocess.run(
-        ["bash", "-e", "-c", step["run"]], cwd=repo, env=env, capture_output=True, text=True
+        ["node", "-e", harness], cwd=repo, capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == plan_exit, result.stderr
-    assert (tmp_path / "plan-args").read_text() == "plan --base origin/main --format markdown\n"
-    assert (repo / "plan.md").read_text().strip() == expected
-    assert summary.read_text().strip() == expected
+    assert result.returncode == 0, result.stderr
+    ((verb, call),) = json.loads(result.stdout)
+    assert call["body"] == "<!-- headwater-plan -->\n### Headwater plan: ✅ deploys\n"
+    if earlier:
+        assert (verb, call["comment_id"]) == ("update", 7)
+    else:
+        assert (verb, call["issue_number"]) == ("create", 5)
 
 
 def gitlab_job(repo: Path) -> dict[str, Any]:
@@ -236,50 +340,101 @@ def test_the_gitlab_job_validates_and_keeps_the_plan(tmp_path: Path, env: dict[s
     assert job["artifacts"]["when"] == "always"
 
 
-def test_the_gitlab_job_plans_the_merge_request_changes_only(
-    tmp_path: Path, env: dict[str, str]
+class NotesApi(BaseHTTPRequestHandler):
+    """GitLab's notes endpoint on the loopback: records each request."""
+
+    received: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        body = parse_qs(self.rfile.read(length).decode())["body"][0]
+        token = self.headers["PRIVATE-TOKEN"]
+        self.received.append({"path": self.path, "token": token, "body": body})
+        self.send_response(201)
+        self.end_headers()
+        self.wfile.write(b'{"id": 1}')
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_gitlab_job_plans_the_merge_request_and_comments_it(
+    pull_request: tuple[Path, str], tmp_path: Path, env: dict[str, str]
 ) -> None:
     """The base is where the branch left the target, even after the target moved on."""
-    repo = init(tmp_path, env)
-    env.update(
-        GIT_AUTHOR_NAME="Ada",
-        GIT_AUTHOR_EMAIL="ada@example.com",
-        GIT_COMMITTER_NAME="Ada",
-        GIT_COMMITTER_EMAIL="ada@example.com",
-    )
-    fork_point = git(repo, "rev-parse", "HEAD", env=env)
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "clone", "--quiet", "--bare", str(repo), str(origin), env=env)
-    other = tmp_path / "other"
-    git(tmp_path, "clone", "--quiet", str(origin), str(other), env=env)
-    git(other, "commit", "--quiet", "--allow-empty", "-m", "target moves on", env=env)
-    git(other, "push", "--quiet", "origin", "main", env=env)
-    git(repo, "remote", "add", "origin", str(origin), env=env)
-    git(repo, "checkout", "--quiet", "-b", "feature", env=env)
-    git(repo, "commit", "--quiet", "--allow-empty", "-m", "my change", env=env)
-
+    repo, fork_point = pull_request
+    git(repo, "update-ref", "-d", "refs/remotes/origin/main", env=env)  # the job fetches it
+    headwater_on_path(tmp_path, env)
     job = gitlab_job(repo)
     lines = [line for line in job["before_script"] if "pip install" not in line]
+    NotesApi.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotesApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     env.update(
-        PATH=f"{stub_headwater(tmp_path, 0, '## 1 flow changed')}:{env['PATH']}",
         CI_MERGE_REQUEST_TARGET_BRANCH_NAME="main",
+        CI_API_V4_URL=f"http://127.0.0.1:{server.server_address[1]}/api/v4",
+        CI_PROJECT_ID="42",
+        CI_MERGE_REQUEST_IID="7",
+        HEADWATER_GITLAB_TOKEN="glpat-test",
     )
+    try:
+        result = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", "\n".join([*lines, *job["script"]])],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    plan = (repo / "plan.md").read_text()
+    assert plan.startswith("### Headwater plan: ✅ deploys")
+    assert "1 added, 0 updated, 0 deleted" in plan  # not the target's later commit
+    assert NotesApi.received == [
+        {"path": "/api/v4/projects/42/merge_requests/7/notes", "token": "glpat-test", "body": plan}
+    ]
+
+    headwater_on_path(tmp_path, env, plan="exit 0")
+    env.pop("HEADWATER_GITLAB_TOKEN")
+    subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", "\n".join([*lines, *job["script"]])],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert (tmp_path / "plan-args").read_text() == f"plan --base {fork_point} --format markdown\n"
+
+
+def test_the_gitlab_job_fails_when_a_flow_is_invalid(
+    pull_request: tuple[Path, str], tmp_path: Path, env: dict[str, str]
+) -> None:
+    repo, _ = pull_request
+    (repo / "flows/tutorial/bye.yaml").write_text(NEW_FLOW.replace("message:", "mesage:"))
+    headwater_on_path(tmp_path, env)
+    job = gitlab_job(repo)
+    lines = [line for line in job["before_script"] if "pip install" not in line]
+    env["CI_MERGE_REQUEST_TARGET_BRANCH_NAME"] = "main"
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", "\n".join([*lines, *job["script"]])],
         cwd=repo,
         env=env,
         capture_output=True,
         text=True,
+        timeout=120,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    args = (tmp_path / "plan-args").read_text()
-    assert args == f"plan --base {fork_point} --format markdown\n"
-    assert (repo / "plan.md").read_text() == "## 1 flow changed"
+    assert result.returncode == 1
+    assert "flows/tutorial/bye.yaml:" in result.stdout  # validate's errors, in the job's log
+    assert "would not deploy" in (repo / "plan.md").read_text()
 
 
 def test_the_pre_commit_hook_validates_the_flows(tmp_path: Path, env: dict[str, str]) -> None:
     repo = init(tmp_path, env)
-    env["PATH"] = f"{stub_headwater(tmp_path, 0, '')}:{env['PATH']}"
+    headwater_on_path(tmp_path, env)
     run = [sys.executable, "-m", "pre_commit", "run", "--all-files"]
 
     ok = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
@@ -291,9 +446,8 @@ def test_the_pre_commit_hook_validates_the_flows(tmp_path: Path, env: dict[str, 
     broken.write_text(broken.read_text().replace("message:", "mesage:", 1))
     failed = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1
-    assert "flows/tutorial/hello.yaml:18:5: error: tasks[0] (core.log.Log): unknown property" in (
-        failed.stdout
-    )
+    assert "flows/tutorial/hello.yaml:" in failed.stdout
+    assert "unknown property 'mesage'; did you mean 'message'?" in failed.stdout
 
 
 # -- the template inside the package -----------------------------------------------------

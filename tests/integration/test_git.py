@@ -8,6 +8,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -619,3 +620,38 @@ def test_a_lock_left_by_a_killed_fetch_does_not_block_the_next(
     (path / "refs" / "remotes" / "origin" / "main.lock").write_text(first)  # as a kill leaves
     with Mirror(path, str(remote), "main") as restarted:
         assert restarted.fetch() == second
+
+
+def test_reads_from_many_threads_share_one_process(mirror: Mirror, work: WorkingClone) -> None:
+    files = {f"flows/ns/f{i}.yaml": f"id: f{i}\n" for i in range(200)}
+    work.write_many(files)
+    sha = work.commit("Many")
+    work.push()
+    mirror.fetch()
+    entries = mirror.tree(sha)
+    expected = {e.blob: files[e.path].encode() for e in entries}
+    pids: set[int | None] = set()
+
+    def read(_: int) -> bool:
+        ok = mirror.read_blobs(expected) == expected and mirror.commit(sha).message == "Many"
+        pids.add(mirror.batch_pid)
+        return ok
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read, range(40)))
+    assert len(pids) == 1
+
+
+def test_a_read_only_mirror_reads_a_working_clone_without_changing_it(
+    work: WorkingClone,
+) -> None:
+    sha = first_push(work)
+    config = (work.path / ".git" / "config").read_text()
+    with Mirror.read_only(work.path / ".git") as repo:
+        assert repo.resolve("main") == sha
+        assert repo.resolve("HEAD") == sha
+        assert [e.path for e in repo.tree(sha)] == ["flows/team/etl.yaml"]
+        for change in (repo.ensure, repo.fetch, lambda: repo.keep(sha)):
+            with pytest.raises(GitError, match="read-only"):
+                change()
+    assert (work.path / ".git" / "config").read_text() == config

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gitrepos import WorkingClone, make_remote
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.git import Mirror
 from headwater.daemon.store.store import Row
 from headwater.daemon.sync import Syncer
-from tests.gitrepos import WorkingClone, make_remote
 
 
 def flow(namespace: str, flow_id: str, message: str = "hi", extra: str = "") -> str:

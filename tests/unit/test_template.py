@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from headwater.daemon.flow.repository import load_ignore, references, scan
 from headwater.daemon.flow.walk import iter_tasks
 from headwater.daemon.template import (
     DestinationNotEmpty,
+    TemplateError,
     copy_template,
     template_files,
     template_root,
@@ -177,3 +179,26 @@ def test_copy_refuses_a_file(tmp_path: Path) -> None:
     with pytest.raises(DestinationNotEmpty, match="is not a folder"):
         copy_template(target)
     assert target.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_copy_that_fails_half_way_leaves_the_folder_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool
+) -> None:
+    dest = tmp_path / "flows-repo"
+    if exists:
+        dest.mkdir()
+    copied: list[str] = []
+    real_copyfile = shutil.copyfile
+
+    def copyfile_until_the_disk_is_full(src: Path, dst: Path) -> Any:
+        if len(copied) == 3:
+            raise OSError(28, "No space left on device")
+        copied.append(str(dst))
+        return real_copyfile(src, dst)
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile_until_the_disk_is_full)
+    with pytest.raises(TemplateError, match="No space left on device"):
+        copy_template(dest)
+    assert dest.exists() is exists
+    assert not exists or list(dest.iterdir()) == []

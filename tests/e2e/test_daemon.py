@@ -1,0 +1,760 @@
+"""`headwater up` end to end: the daemon as a real process, deploying real repositories.
+
+Each test starts `python -m headwater.daemon.cli up` on a bare repository served over
+`file://` (or over HTTP by `git http-backend`), pushes commits from a working clone,
+announces them the way a git host does (a webhook signed with HMAC-SHA256), by a watch
+on the repository or by polling, and checks what a user sees through the JSON API and
+the `headwater` command. `RunningDaemon` and `Repos` are shared with
+test_daemon_crash.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from headwater.daemon.daemon import HINT_SPACING_SECONDS
+from tests.gitrepos import GitHttpServer, WorkingClone, make_remote
+
+TOKEN = "e2e-api-token"
+SECRET = "e2e-webhook-secret"
+START_TIMEOUT = 30.0  # seconds for a daemon to listen and finish its first sync
+WAIT_TIMEOUT = 15.0  # seconds for anything a test waits for (a deploy, an execution)
+STOP_TIMEOUT = 15.0  # seconds a SIGTERM may take when nothing is running
+QUIET = 0.5  # seconds in which a refused or suspended push shows it changes nothing (a sync
+# of these small repositories takes a few tens of milliseconds)
+PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = WAIT_TIMEOUT, what: str = "") -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def flow(namespace: str, flow_id: str, message: str = "hi", extra: str = "") -> str:
+    return (
+        f"id: {flow_id}\nnamespace: {namespace}\ntasks:\n"
+        f"  - id: say\n    type: core.log.Log\n    message: {message}\n{extra}"
+    )
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def daemon_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without HEADWATER_*, git or proxy settings, plus the test's secrets."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HEADWATER_", "GIT_")) and k.lower() not in PROXY_VARIABLES
+    }
+    env.update(
+        HEADWATER_TOKEN=TOKEN,
+        HEADWATER_WEBHOOK_SECRET=SECRET,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+    )
+    env.update(extra or {})
+    return env
+
+
+def headwater(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "headwater.daemon.cli", *args]
+    return subprocess.run(
+        command, env=daemon_env(env), cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+# -- a daemon in a process of its own ---------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    seconds: float
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class RunningDaemon:
+    """`headwater up` as a subprocess, and a small client of its HTTP API."""
+
+    def __init__(
+        self,
+        repo: str,
+        data_dir: Path,
+        log: Path,
+        poll: float = 0,
+        watch: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.data_dir = data_dir
+        self.log = log
+        self.poll = poll
+        self.env = {"HEADWATER_WATCH": "true" if watch else "false", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.deliveries = itertools.count(1)
+
+    # -- process --------------------------------------------------------------------
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the process (its own session, so a test can end all it started)."""
+        args = ["up", "--repo", self.repo, "--data-dir", str(self.data_dir), "--port", "0"]
+        args += ["--poll-interval", str(self.poll)]
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "headwater.daemon.cli", *args],
+                env=daemon_env(self.env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self.proc
+
+    def start(self, timeout: float = START_TIMEOUT) -> RunningDaemon:
+        """Start, learn the port from the log, and wait until /readyz answers 200."""
+        self.spawn()
+        found = wait_until(self._port_or_exit, timeout, "the daemon to listen")
+        assert isinstance(found, int), f"the daemon exited with {found[1]}:\n{self.output()}"
+        self.port = found
+        wait_until(self.ready, timeout, "/readyz to answer 200")
+        return self
+
+    def _port_or_exit(self) -> int | tuple[str, int] | None:
+        match = re.search(r"serving on http://[^:\s]+:(\d+)", self.output())
+        if match:
+            return int(match[1])
+        code = self.proc.poll() if self.proc else None
+        return ("exited", code) if code is not None else None
+
+    def output(self) -> str:
+        """What this run of the process wrote (stdout and stderr)."""
+        data = self.log.read_bytes() if self.log.exists() else b""
+        return data[self._log_start :].decode("utf-8", "replace")
+
+    def ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"the daemon exited ({self.proc.returncode}):\n{self.output()}")
+        try:
+            return self.call("GET", "/readyz").status == 200
+        except OSError:
+            return False
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then the exit code (the test fails if it takes longer than `timeout`)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit {timeout} s after SIGTERM:\n{self.output()}") from None
+
+    def kill(self) -> None:
+        """SIGKILL the daemon itself (its children are left, as after a crash)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def cleanup(self) -> None:
+        """End every process this daemon's session still has (children left by a kill)."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+    # -- HTTP -----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        request = urllib.request.Request(self.url + path, data=body, method=method)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        started = time.monotonic()
+        try:
+            with _NO_PROXY.open(request, timeout=30) as response:
+                status, data = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, data = error.code, error.read()
+        seconds = time.monotonic() - started
+        return Answer(status, json.loads(data) if data else None, seconds)
+
+    def get(self, path: str) -> Any:
+        answer = self.call("GET", path)
+        assert answer.status == 200, f"GET {path}: {answer.status} {answer.body}"
+        return answer.body
+
+    def post(self, path: str, body: Mapping[str, Any] | None = None) -> Answer:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        return self.call("POST", path, json.dumps(body or {}).encode(), headers)
+
+    def webhook(
+        self,
+        after: str | None = None,
+        delivery: str | None = None,
+        secret: str = SECRET,
+        ref: str = "refs/heads/main",
+        signature: str | None = None,
+    ) -> Answer:
+        """A GitHub push notification, signed like GitHub signs it."""
+        body = json.dumps({"ref": ref, "after": after or "0" * 40}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "X-Hub-Signature-256": signature if signature is not None else sign(body, secret),
+            "User-Agent": "GitHub-Hookshot/e2e",
+        }
+        return self.call("POST", "/api/v1/git/webhook", body, headers)
+
+    # -- what is deployed -----------------------------------------------------------
+    def sync_status(self) -> dict[str, Any]:
+        return dict(self.get("/api/v1/sync"))
+
+    def syncs(self) -> list[dict[str, Any]]:
+        """Every recorded sync attempt, oldest first."""
+        return list(reversed(self.get("/api/v1/syncs?size=100")["results"]))
+
+    def flows(self) -> dict[str, tuple[int, str]]:
+        """Deployed flows: `namespace.id` -> (revision, commit sha)."""
+        found = self.get("/api/v1/flows/search?size=100")["results"]
+        return {f"{f['namespace']}.{f['id']}": (f["revision"], f["commit"]["sha"]) for f in found}
+
+    def revisions(self, namespace: str, flow_id: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/api/v1/flows/{namespace}/{flow_id}/revisions"))
+
+    def wait_attempt(self, commit: str, timeout: float = WAIT_TIMEOUT) -> dict[str, Any]:
+        """The finished sync attempt that tried `commit` (waits for it)."""
+
+        def finished() -> dict[str, Any] | None:
+            for attempt in reversed(self.syncs()):
+                if attempt["toCommit"] == commit and attempt["result"] != "Running":
+                    return attempt
+            return None
+
+        return wait_until(finished, timeout, f"a sync attempt of {commit[:8]}")
+
+    def wait_deployed(self, commit: str, timeout: float = WAIT_TIMEOUT) -> dict[str, Any]:
+        return wait_until(
+            lambda: (s := self.sync_status())["deployedCommit"] == commit and s,
+            timeout,
+            f"commit {commit[:8]} to be deployed",
+        )
+
+
+@dataclass
+class Repos:
+    """A bare remote and a working clone that pushes to it."""
+
+    root: Path
+    remote: Path
+    clone: WorkingClone
+    commits: list[str] = field(default_factory=list)
+
+    def push(
+        self, files: Mapping[str, str], message: str = "change", remove: tuple[str, ...] = ()
+    ) -> str:
+        self.clone.write_many(files)
+        for path in remove:
+            self.clone.remove(path)
+        sha = self.clone.commit(message)
+        self.clone.push()
+        self.commits.append(sha)
+        return sha
+
+
+@pytest.fixture
+def repos(tmp_path: Path) -> Repos:
+    remote = make_remote(tmp_path / "remote.git")
+    return Repos(tmp_path, remote, WorkingClone.create(tmp_path / "work", remote))
+
+
+DaemonFactory = Callable[..., RunningDaemon]
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
+    """Start daemons (`repo`, data dir `name`); every process is ended after the test."""
+    started: list[RunningDaemon] = []
+
+    def start(repo: str, name: str = "data", run: bool = True, **options: Any) -> RunningDaemon:
+        daemon = RunningDaemon(repo, tmp_path / name, tmp_path / f"{name}.log", **options)
+        started.append(daemon)
+        return daemon.start() if run else daemon
+
+    yield start
+    for daemon in started:
+        daemon.cleanup()
+
+
+@pytest.fixture(params=["file", "http"])
+def remote_url(request: pytest.FixtureRequest, repos: Repos) -> Iterator[str]:
+    """The remote as the daemon sees it: a file:// URL, or HTTP served by git http-backend."""
+    if request.param == "file":
+        yield f"file://{repos.remote}"
+        return
+    with GitHttpServer(repos.root) as server:
+        yield server.url(repos.remote.name)
+
+
+# -- deploying a push ----------------------------------------------------------------------
+
+
+def test_a_signed_webhook_deploys_a_push(
+    repos: Repos, remote_url: str, start_daemon: DaemonFactory
+) -> None:
+    first = repos.push({"flows/team/a.yaml": flow("team", "a")}, "add a")
+    daemon = start_daemon(remote_url)
+    assert daemon.flows() == {"team.a": (1, first)}
+    second = repos.push(
+        {"flows/team/a.yaml": flow("team", "a", "v2"), "flows/team/b.yaml": flow("team", "b")},
+        "a v2, add b",
+    )
+    delivery = str(uuid.uuid4())
+    answer = daemon.webhook(after=second, delivery=delivery)
+    assert answer.status == 202, answer.body
+    assert answer.body == {"accepted": True, "message": "a sync is requested"}
+    assert answer.seconds < 1.0  # a hint: answered at once, the sync runs on its own
+    daemon.wait_deployed(second)
+    assert daemon.flows() == {"team.a": (2, second), "team.b": (1, second)}
+    last = daemon.sync_status()["lastAttempt"]
+    assert (last["cause"], last["result"], last["fromCommit"], last["toCommit"]) == (
+        "webhook",
+        "Succeeded",
+        first,
+        second,
+    )
+    assert (last["added"], last["updated"], last["deleted"]) == (1, 1, 0)
+    again = daemon.webhook(after=second, delivery=delivery)  # providers redeliver
+    assert again.status == 202
+    assert again.body["accepted"] is False
+    assert f"delivery {delivery} was received before" in again.body["reason"]
+
+
+def test_a_watch_on_a_local_bare_repository_deploys_a_push(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    first = repos.push({"flows/team/a.yaml": flow("team", "a")})
+    daemon = start_daemon(str(repos.remote), watch=True)  # no poll, no webhook
+    assert daemon.flows() == {"team.a": (1, first)}
+    second = repos.push({"flows/team/a.yaml": flow("team", "a", "watched")})
+    daemon.wait_deployed(second)
+    assert daemon.flows() == {"team.a": (2, second)}
+    assert daemon.sync_status()["lastAttempt"]["cause"] == "watch"
+
+
+def test_polling_deploys_a_push(repos: Repos, start_daemon: DaemonFactory) -> None:
+    first = repos.push({"flows/team/a.yaml": flow("team", "a")})
+    daemon = start_daemon(f"file://{repos.remote}", poll=1)
+    assert daemon.flows() == {"team.a": (1, first)}
+    second = repos.push({"flows/team/a.yaml": flow("team", "a", "polled")})
+    daemon.wait_deployed(second, timeout=5)  # an interval of 1 s, ±10 % jitter
+    assert daemon.sync_status()["lastAttempt"]["cause"] == "poll"
+    attempts = len(daemon.syncs())
+    time.sleep(1.5)  # at least one more poll, which finds nothing new
+    assert len(daemon.syncs()) == attempts
+
+
+# -- what a deploy keeps and records ---------------------------------------------------
+
+
+def test_an_invalid_commit_keeps_the_last_good_one_until_a_fix(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    good = repos.push(
+        {"flows/team/a.yaml": flow("team", "a"), "flows/team/b.yaml": flow("team", "b")}
+    )
+    daemon = start_daemon(f"file://{repos.remote}")
+    bad = repos.push(
+        {
+            "flows/team/a.yaml": flow("team", "a", "changed"),
+            "flows/team/b.yaml": flow("team", "b").replace("core.log.Log", "core.log.Lg"),
+            "flows/team/c.yaml": flow("team", "wrong_id"),
+            "flows/other/d.yaml": "id: d\nnamespace: other\ntasks: [\n",
+        },
+        "broken",
+    )
+    assert daemon.webhook(after=bad).status == 202
+    attempt = daemon.wait_attempt(bad)
+    assert attempt["result"] == "Failed"
+    status = daemon.sync_status()
+    assert status["lastAttempt"] == attempt
+    assert (status["deployedCommit"], status["failedCommit"]) == (good, bad)
+    assert status["status"] == "OutOfSync"
+    errors = [f"{e['path']}:{e['line']}:{e['column']}: {e['message']}" for e in attempt["errors"]]
+    assert len(errors) == 3, errors
+    assert errors[0].startswith("flows/other/d.yaml:4:1: ")
+    assert errors[1] == (
+        "flows/team/b.yaml:5:11: tasks[0]: unknown task type 'core.log.Lg'; "
+        "did you mean 'core.log.Log'?"
+    )
+    assert errors[2].startswith("flows/team/c.yaml:1:5: id: 'wrong_id' does not match")
+    assert daemon.flows() == {"team.a": (1, good), "team.b": (1, good)}
+
+    attempts = len(daemon.syncs())
+    assert daemon.webhook(after=bad).status == 202  # the same commit is not tried again
+    time.sleep(QUIET)
+    assert len(daemon.syncs()) == attempts
+
+    asked = headwater("sync", env={"HEADWATER_SERVER": daemon.url})  # asking does retry it
+    assert asked.returncode == 1
+    assert asked.stdout.splitlines()[0].startswith(f"Failed: {good} -> {bad}")
+    assert (
+        "flows/team/b.yaml:5:11: error: tasks[0]: unknown task type 'core.log.Lg'; "
+        "did you mean 'core.log.Log'?"
+    ) in asked.stdout.splitlines()
+
+    fixed = repos.push(
+        {"flows/team/b.yaml": flow("team", "b", "fixed"), "flows/team/c.yaml": flow("team", "c")},
+        "fix",
+        remove=("flows/other/d.yaml",),
+    )
+    assert daemon.webhook(after=fixed).status == 202
+    status = daemon.wait_deployed(fixed)
+    assert (status["status"], status["failedCommit"]) == ("Synced", None)
+    assert daemon.flows() == {
+        "team.a": (2, bad),  # credited to the last commit that changed its file
+        "team.b": (2, fixed),
+        "team.c": (1, fixed),
+    }
+
+
+def test_a_revert_makes_a_revision_equal_to_the_old_one(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    repos.push({"flows/team/a.yaml": flow("team", "a", "one")}, "one")
+    daemon = start_daemon(f"file://{repos.remote}")
+    two = repos.push({"flows/team/a.yaml": flow("team", "a", "two")}, "two")
+    daemon.webhook(after=two)
+    daemon.wait_deployed(two)
+    reverted = repos.clone.revert(two)
+    repos.clone.push()
+    daemon.webhook(after=reverted)
+    daemon.wait_deployed(reverted)
+    revisions = daemon.revisions("team", "a")  # newest first
+    assert [(r["revision"], r["equalsRevision"], r["deleted"]) for r in revisions] == [
+        (3, 1, False),
+        (2, None, False),
+        (1, None, False),
+    ]
+    newest = revisions[0]
+    assert newest["commit"]["sha"] == reverted
+    assert newest["commit"]["message"].startswith('Revert "two"')
+    deployed = daemon.get("/api/v1/flows/team/a")
+    assert (deployed["revision"], deployed["equalsRevision"]) == (3, 1)
+    assert "message: one" in deployed["source"]
+
+
+def test_a_force_push_is_followed_and_recorded(repos: Repos, start_daemon: DaemonFactory) -> None:
+    base = repos.push({"flows/team/a.yaml": flow("team", "a", "v1")}, "v1")
+    daemon = start_daemon(f"file://{repos.remote}")
+    v2 = repos.push({"flows/team/a.yaml": flow("team", "a", "v2")}, "v2")
+    daemon.webhook(after=v2)
+    daemon.wait_deployed(v2)
+    repos.clone.reset_hard(base)
+    repos.clone.write("flows/team/a.yaml", flow("team", "a", "rewritten"))
+    rewritten = repos.clone.commit("rewritten")
+    repos.clone.push(force=True)
+    daemon.webhook(after=rewritten)
+    daemon.wait_deployed(rewritten)
+    history = daemon.sync_status()["history"]
+    assert [(h["toCommit"], h["forced"]) for h in history] == [
+        (rewritten, True),
+        (v2, False),
+        (base, False),
+    ]
+    assert history[0]["fromCommit"] == v2
+    assert daemon.flows() == {"team.a": (3, rewritten)}
+    assert "rewritten" in daemon.get("/api/v1/flows/team/a")["source"]
+
+
+def test_a_deleted_flow_answers_404_and_a_recreated_one_continues_the_numbering(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    first = repos.push(
+        {"flows/team/a.yaml": flow("team", "a"), "flows/team/b.yaml": flow("team", "b")}
+    )
+    daemon = start_daemon(f"file://{repos.remote}")
+    gone = repos.push({}, "delete a", remove=("flows/team/a.yaml",))
+    daemon.webhook(after=gone)
+    daemon.wait_deployed(gone)
+    answer = daemon.call("GET", "/api/v1/flows/team/a")
+    assert answer.status == 404
+    assert answer.body["message"] == f"flow team.a was deleted in revision 2 (commit {gone[:7]})"
+    assert (answer.body["deletedInRevision"], answer.body["deletedInCommit"]) == (2, gone)
+    assert daemon.flows() == {"team.b": (1, first)}
+    history = daemon.revisions("team", "a")  # readable while the flow is deleted
+    assert [(r["revision"], r["deleted"], r["commit"]["sha"]) for r in history] == [
+        (2, True, gone),
+        (1, False, first),
+    ]
+    assert "message: hi" in daemon.get("/api/v1/flows/team/a?revision=1")["source"]
+
+    back = repos.push({"flows/team/a.yaml": flow("team", "a", "back")}, "a is back")
+    daemon.webhook(after=back)
+    daemon.wait_deployed(back)
+    deployed = daemon.get("/api/v1/flows/team/a")
+    assert (deployed["revision"], deployed["commit"]["sha"]) == (3, back)
+    assert [r["revision"] for r in daemon.revisions("team", "a")] == [3, 2, 1]
+
+
+def test_a_commit_deleting_every_flow_is_refused(repos: Repos, start_daemon: DaemonFactory) -> None:
+    first = repos.push(
+        {"flows/team/a.yaml": flow("team", "a"), "flows/ops/b.yaml": flow("ops", "b")}
+    )
+    daemon = start_daemon(f"file://{repos.remote}")
+    empty = repos.push({"README.md": "moved elsewhere\n"}, "oops", remove=("flows",))
+    daemon.webhook(after=empty)
+    attempt = daemon.wait_attempt(empty)
+    assert attempt["result"] == "Failed"
+    assert attempt["deleted"] == 2
+    [error] = attempt["errors"]
+    assert (error["path"], error["line"], error["column"]) == ("flows", 1, 1)
+    assert "this commit would delete every deployed flow (2)" in error["message"]
+    assert daemon.sync_status()["deployedCommit"] == first
+    assert daemon.flows() == {"ops.b": (1, first), "team.a": (1, first)}
+
+
+def test_a_burst_of_pushes_makes_few_syncs_and_credits_the_last_commit(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    names = ["a", "b", "c", "d"]
+    first = repos.push({f"flows/team/{n}.yaml": flow("team", n) for n in names}, "start")
+    daemon = start_daemon(f"file://{repos.remote}")
+    before = len(daemon.syncs())
+    commits: list[tuple[str, str]] = []  # (sha, flow it changed), committed ahead of the burst
+    for i in range(10):
+        name = names[(i * 3) % len(names)] if i != 9 else "a"
+        repos.clone.write(f"flows/team/{name}.yaml", flow("team", name, f"burst {i}"))
+        commits.append((repos.clone.commit(f"burst {i}: {name}"), name))
+    started = time.monotonic()
+    for sha, _ in commits:  # ten pushes in quick succession, each announced
+        repos.clone.git("push", "--quiet", "origin", f"{sha}:refs/heads/main")
+        assert daemon.webhook(after=sha).status == 202
+    burst = time.monotonic() - started
+    last = commits[-1][0]
+    daemon.wait_deployed(last)
+    syncs = daemon.syncs()[before:]
+    # Hints join the next sync, at most one sync per spacing: the first push's, one per
+    # window while the pushes last (a few tenths of a second), and one for the stragglers.
+    assert len(syncs) <= 2 + burst / HINT_SPACING_SECONDS, (burst, len(syncs))
+    assert len(syncs) < len(commits)
+    assert all(s["result"] == "Succeeded" and s["cause"] == "webhook" for s in syncs)
+    last_touch = {name: sha for sha, name in commits}
+    deployed = daemon.flows()
+    for name in names:
+        revision, sha = deployed[f"team.{name}"]
+        assert sha == last_touch.get(name, first), name
+        assert revision <= 1 + len(syncs)
+
+
+def test_cli_pins_suspends_and_resumes_a_running_daemon(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    v1 = repos.push({"flows/team/a.yaml": flow("team", "a", "v1")}, "v1")
+    v2 = repos.push({"flows/team/a.yaml": flow("team", "a", "v2")}, "v2")
+    daemon = start_daemon(f"file://{repos.remote}")
+    env = {"HEADWATER_SERVER": daemon.url}
+    assert daemon.sync_status()["status"] == "Synced"
+
+    pinned = headwater("sync", "--to", v1[:10], env=env)  # a short sha, as people type it
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.strip() == f"Succeeded: {v2} -> {v1} (+0 ~1 -0)"
+    status = daemon.sync_status()
+    assert (status["status"], status["pinnedCommit"], status["deployedCommit"]) == (
+        "Pinned",
+        v1,
+        v1,
+    )
+    v3 = repos.push({"flows/team/a.yaml": flow("team", "a", "v3")}, "v3")
+    assert daemon.webhook(after=v3).status == 202
+    time.sleep(QUIET)
+    assert daemon.sync_status()["deployedCommit"] == v1  # a pin holds against pushes
+    assert headwater("sync", "suspend", env=env).stdout.strip() == "sync is Pinned"
+
+    resumed = headwater("sync", "resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert daemon.wait_deployed(v3)["status"] == "Synced"
+    history = [(r["revision"], r["commit"]["sha"]) for r in daemon.revisions("team", "a")]
+    assert history == [(3, v3), (2, v1), (1, v2)]  # v1 and v2 came in one push at startup
+
+    assert headwater("sync", "suspend", env=env).stdout.strip() == "sync is Suspended"
+    v4 = repos.push({"flows/team/a.yaml": flow("team", "a", "v4")}, "v4")
+    assert daemon.webhook(after=v4).status == 202
+    time.sleep(QUIET)
+    assert daemon.sync_status()["deployedCommit"] == v3
+    assert daemon.sync_status()["status"] == "Suspended"
+    asked = headwater("sync", env=env)  # asking deploys while automatic sync is off
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip() == f"Succeeded: {v3} -> {v4} (+0 ~1 -0)"
+    assert headwater("sync", "resume", env=env).stdout.strip() == "sync is Synced"
+    nothing = headwater("sync", env=env)
+    assert nothing.stdout.strip() == f"NoChange: {v4} -> {v4} (+0 ~0 -0)"
+    refused = headwater("sync", "suspend", env={**env, "HEADWATER_TOKEN": "wrong"})
+    assert refused.returncode == 1
+    assert "HTTP 401: the bearer token is not valid" in refused.stderr
+
+
+def test_an_execution_keeps_its_revision_across_a_deploy(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    nap = "  - id: nap\n    type: core.flow.Sleep\n    duration: PT2S\n"
+    old = repos.push({"flows/team/slow.yaml": flow("team", "slow", "old", nap)}, "old")
+    daemon = start_daemon(f"file://{repos.remote}")
+    started = daemon.post("/api/v1/executions/team/slow")
+    assert started.status == 200, started.body
+    execution_id = started.body["id"]
+    assert (started.body["flowRevision"], started.body["commit"]) == (1, old)
+
+    def running_nap() -> bool:
+        runs = daemon.get(f"/api/v1/executions/{execution_id}")["taskRunList"]
+        return any(r["taskId"] == "nap" and r["state"]["current"] == "RUNNING" for r in runs)
+
+    wait_until(running_nap, what="the execution to reach its Sleep")
+    after = "  - id: after\n    type: core.log.Log\n    message: added\n"
+    new = repos.push({"flows/team/slow.yaml": flow("team", "slow", "new", after)}, "new")
+    daemon.webhook(after=new)
+    daemon.wait_deployed(new)
+    assert daemon.get(f"/api/v1/executions/{execution_id}")["state"]["current"] == "RUNNING"
+
+    def ended() -> dict[str, Any] | None:
+        row = daemon.get(f"/api/v1/executions/{execution_id}")
+        return row if row["state"]["endDate"] else None
+
+    done = wait_until(ended, what="the execution to end")
+    assert done["state"]["current"] == "SUCCESS"
+    assert (done["flowRevision"], done["commit"]) == (1, old)
+    assert [r["taskId"] for r in done["taskRunList"]] == ["say", "nap"]
+    assert [line["message"] for line in daemon.get(f"/api/v1/logs/{execution_id}")] == ["old"]
+
+    later = daemon.post("/api/v1/executions/team/slow").body
+    assert (later["flowRevision"], later["commit"]) == (2, new)
+    done = wait_until(
+        lambda: (
+            (row := daemon.get(f"/api/v1/executions/{later['id']}"))["state"]["endDate"] and row
+        ),
+        what="the second execution to end",
+    )
+    assert [r["taskId"] for r in done["taskRunList"]] == ["say", "after"]
+
+
+def test_a_bad_webhook_signature_changes_nothing(repos: Repos, start_daemon: DaemonFactory) -> None:
+    first = repos.push({"flows/team/a.yaml": flow("team", "a")})
+    daemon = start_daemon(f"file://{repos.remote}")
+    second = repos.push({"flows/team/a.yaml": flow("team", "a", "unannounced")})
+    attempts = daemon.syncs()
+    delivery = str(uuid.uuid4())
+    forged = daemon.webhook(after=second, delivery=delivery, secret="not-the-secret")
+    assert forged.status == 401
+    assert forged.body["message"] == (
+        "the webhook is refused: the X-Hub-Signature-256 header does not match the body and secret"
+    )
+    unsigned = daemon.webhook(after=second, signature="")
+    assert unsigned.status == 401
+    assert "X-Hub-Signature-256 header is missing" in unsigned.body["message"]
+    sha1 = daemon.webhook(after=second, signature="sha1=" + "0" * 40)
+    assert sha1.status == 401
+    time.sleep(QUIET)
+    assert daemon.syncs() == attempts
+    assert daemon.sync_status()["deployedCommit"] == first
+    # The refused delivery left no trace: the genuine one with its id is acted on.
+    genuine = daemon.webhook(after=second, delivery=delivery)
+    assert (genuine.status, genuine.body["accepted"]) == (202, True)
+    daemon.wait_deployed(second)
+
+
+# -- the process ------------------------------------------------------------------------
+
+
+def test_sigterm_stops_cleanly_and_a_restart_carries_on(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    first = repos.push({"flows/team/a.yaml": flow("team", "a")})
+    daemon = start_daemon(f"file://{repos.remote}")
+    assert daemon.terminate() == 0
+    assert "signal 15: stopping" in daemon.output()
+    restarted = start_daemon(f"file://{repos.remote}")
+    status = restarted.sync_status()
+    assert (status["deployedCommit"], status["status"]) == (first, "Synced")
+    assert [h["toCommit"] for h in status["history"]] == [first]  # nothing new: nothing written
+    second = repos.push({"flows/team/a.yaml": flow("team", "a", "after restart")})
+    restarted.webhook(after=second)
+    restarted.wait_deployed(second)
+    assert restarted.flows() == {"team.a": (2, second)}
+    assert [h["id"] for h in restarted.syncs()] == [1, 2]
+
+
+def test_a_second_daemon_on_the_same_data_directory_refuses(
+    repos: Repos, start_daemon: DaemonFactory
+) -> None:
+    repos.push({"flows/team/a.yaml": flow("team", "a")})
+    first = start_daemon(f"file://{repos.remote}")
+    second = start_daemon(f"file://{repos.remote}", run=False)
+    second.log = first.log.with_name("second.log")
+    code = second.spawn().wait(START_TIMEOUT)
+    assert code == 1
+    data_dir = first.data_dir
+    assert f"error: the data directory {data_dir} is in use by pid {first.proc.pid}" in (
+        second.output()
+    )
+    assert first.ready()
+
+
+def test_up_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path) -> None:
+    result = headwater(
+        "up",
+        "--host",
+        "0.0.0.0",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        "0",
+        env={"HEADWATER_TOKEN": ""},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: refusing to listen on 0.0.0.0 without a token: anyone who can reach it could "
+        "start flows; set HEADWATER_TOKEN (or listen on 127.0.0.1)"
+    )
