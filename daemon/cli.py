@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,14 @@ def main(verbose: int) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
-def validate(paths: tuple[Path, ...], flows_dir: str, fmt: str) -> None:
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes for large folders (default: one per CPU).",
+)
+def validate(paths: tuple[Path, ...], flows_dir: str, fmt: str, jobs: int | None) -> None:
     """Validate flow files or folders.
 
     A folder that holds a flows folder (`flows/` by default) is checked as a flows
@@ -45,7 +53,7 @@ def validate(paths: tuple[Path, ...], flows_dir: str, fmt: str) -> None:
     """
     from headwater.daemon.flow.checkpaths import check_paths
 
-    flows, diagnostics = check_paths(paths or (Path("."),), flows_dir)
+    flows, diagnostics = check_paths(paths or (Path("."),), flows_dir, jobs or os.cpu_count() or 1)
     if fmt == "json":
         report = {
             "valid": not diagnostics,

@@ -10,24 +10,26 @@ from headwater.daemon.flow.repository import Located, check_references, scan, va
 from headwater.daemon.flow.validate import FlowFile
 
 
-def check_paths(paths: tuple[Path, ...], flows_dir: str) -> tuple[list[FlowFile], list[Diagnostic]]:
+def check_paths(
+    paths: tuple[Path, ...], flows_dir: str, jobs: int = 1
+) -> tuple[list[FlowFile], list[Diagnostic]]:
     """Validate each path: a repository, a flows folder, a plain folder or a file."""
     flows: list[FlowFile] = []
     diagnostics: list[Diagnostic] = []
     for path in paths:
-        found, problems = _check_one(path, flows_dir)
+        found, problems = _check_one(path, flows_dir, jobs)
         flows += found
         diagnostics += problems
     return flows, sorted(set(diagnostics), key=Diagnostic.sort_key)
 
 
-def _check_one(path: Path, flows_dir: str) -> tuple[list[FlowFile], list[Diagnostic]]:
+def _check_one(path: Path, flows_dir: str, jobs: int) -> tuple[list[FlowFile], list[Diagnostic]]:
     if path.is_dir():
         if (path / flows_dir).is_dir():
-            tree = scan(path, flows_dir)
+            tree = scan(path, flows_dir, jobs)
             return tree.flows, tree.all_diagnostics
         if path.resolve().name == Path(flows_dir).name:
-            tree = scan(path.resolve().parent, Path(flows_dir).name)
+            tree = scan(path.resolve().parent, Path(flows_dir).name, jobs)
             return tree.flows, tree.all_diagnostics
         files = sorted(
             p

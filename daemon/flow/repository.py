@@ -9,10 +9,12 @@ flows (a subflow or flow trigger naming a flow that does not exist).
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import re
 import stat
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -28,6 +30,24 @@ from headwater.daemon.flow.walk import iter_tasks
 from headwater.daemon.yamlsource import format_path
 
 FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+PARALLEL_THRESHOLD = 200  # flows below which starting processes costs more than it saves
+
+
+def _validate_in_processes(located: list[Located], jobs: int) -> list[FlowFile]:
+    context = multiprocessing.get_context("forkserver")
+    chunk = max(1, len(located) // (jobs * 8))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        return list(pool.map(_validate_quietly, located, chunksize=chunk))
+
+
+def _validate_quietly(item: Located) -> FlowFile:
+    with paused_gc():
+        result = validate_located(item)
+    if result.source is not None and result.flow is None:
+        result.source = result.source.without_nodes()  # positions are in the diagnostics
+    return result
 
 
 @contextmanager
@@ -82,8 +102,13 @@ def load_ignore(repo_root: FsPath) -> pathspec.GitIgnoreSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(ignore.read_text(encoding="utf-8").splitlines())
 
 
-def scan(repo_root: FsPath, flows_dir: str = defaults.DEFAULT_FLOWS_DIR) -> FlowsTree:
-    """Validate the flows folder `repo_root/flows_dir` against the repository contract."""
+def scan(
+    repo_root: FsPath, flows_dir: str = defaults.DEFAULT_FLOWS_DIR, jobs: int = 1
+) -> FlowsTree:
+    """Validate the flows folder `repo_root/flows_dir` against the repository contract.
+
+    With `jobs` > 1 a large folder is parsed by that many processes.
+    """
     tree = FlowsTree()
     ignore = load_ignore(repo_root)
     located: list[Located] = []
@@ -91,9 +116,11 @@ def scan(repo_root: FsPath, flows_dir: str = defaults.DEFAULT_FLOWS_DIR) -> Flow
     for entry in _walk(top, repo_root, ignore, tree):
         _classify(entry, repo_root, top, tree, located)
     _check_duplicate_ids(located, tree)
-    with paused_gc():
-        for item in located:
-            tree.flows.append(validate_located(item))
+    if jobs > 1 and len(located) >= PARALLEL_THRESHOLD:
+        tree.flows = _validate_in_processes(located, jobs)
+    else:
+        with paused_gc():
+            tree.flows = [validate_located(item) for item in located]
     check_references(tree.flows, tree_diagnostics=tree.diagnostics)
     return tree
 

@@ -35,6 +35,12 @@ REQUIRED = [
     ".vscode/extensions.json",
     ".headwater/flow.schema.json",
     "flows/tutorial/hello.yaml",
+    "flows/company/etl/orders.yaml",
+    "flows/company/etl/nightly.yaml",
+    "flows/company/etl/_files/clean.py",
+    "flows/company/etl/_files/orders.csv",
+    "flows/company/etl/_files/load.sql",
+    "flows/company/ops/alert.yaml",
 ]
 
 
