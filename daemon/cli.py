@@ -234,8 +234,15 @@ def init(directory: Path) -> None:
     default="text",
     show_default=True,
 )
+@click.option("--server", help="Compare with what this running daemon has deployed.")
 def plan(
-    base: str | None, head: str | None, repo_path: Path, branch: str, flows_dir: str, fmt: str
+    base: str | None,
+    head: str | None,
+    repo_path: Path,
+    branch: str,
+    flows_dir: str,
+    fmt: str,
+    server: str | None,
 ) -> None:
     """Show what deploying HEAD over BASE would change, flow by flow.
 
@@ -255,6 +262,8 @@ def plan(
     from headwater.daemon.watch import git_dir
 
     repo = repo_path.resolve()
+    if server is not None:
+        base = _deployed_commit(server)  # it must be in this clone: fetch first
     mirror = Mirror.read_only(git_dir(repo))
     try:
         head_sha = mirror.resolve(head) if head else working_tree_commit(repo)
@@ -267,6 +276,16 @@ def plan(
     render = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt]
     click.echo(render(result), nl=False)
     sys.exit(0 if result.valid else 1)
+
+
+def _deployed_commit(server: str) -> str:
+    from headwater.daemon.client import Client
+
+    status = Client(server).get("/api/v1/sync")
+    deployed = status.get("deployedCommit") if isinstance(status, dict) else None
+    if not deployed:
+        raise click.ClickException(f"{server} has nothing deployed yet")
+    return str(deployed)
 
 
 @main.group(invoke_without_command=True)

@@ -50,6 +50,7 @@ LEASE_SECONDS = 30.0  # a task run's lease; at least ten heartbeats long (DESIGN
 HEARTBEAT_SECONDS = 3.0
 IDLE_POLL_SECONDS = 1.0  # a worker with nothing to do looks again this often (other processes)
 SHUTDOWN_GRACE_SECONDS = 30.0  # on SIGTERM, running task runs get this long to finish
+SHUTDOWN_RELEASE_SECONDS = 10.0  # then this long to stop and be handed back
 
 
 @dataclass
@@ -68,6 +69,8 @@ NamespaceFiles = Callable[[str, str | None], Mapping[str, bytes]]
 class Running:
     run: Row
     cancel: threading.Event = field(default_factory=threading.Event)
+    release: bool = False
+    """Stopped by a shutdown: hand the task run back without using an attempt."""
 
 
 class RunContext:
@@ -252,7 +255,10 @@ class Worker:
             execution = self._execution(run["execution_id"])
             result = self._execute(run, execution, running.cancel)
             self.logs.flush()
-            self.executor.finish_attempt(run, execution, self.name, result)
+            if running.release:
+                self.store.release_task_run(run["id"], run["attempt"], self.name)
+            else:
+                self.executor.finish_attempt(run, execution, self.name, result)
         finally:
             self.running.pop(run["id"], None)
         return True
@@ -509,9 +515,20 @@ class WorkerPool:
                     running.cancel.set()
 
     def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """No new claims; running task runs get `grace` seconds, then are handed back.
+
+        A task run handed back keeps its attempt count (DESIGN: a shutdown does not use
+        an attempt); another worker, or this daemon after a restart, runs it again.
+        """
         self.stop_event.set()
         for worker in self.workers:
             worker.executor.work.notify()
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self.workers:
+            for running in list(worker.running.values()):
+                running.release = True
+                running.cancel.set()
+        for thread in self._threads:
+            thread.join(timeout=SHUTDOWN_RELEASE_SECONDS)

@@ -331,6 +331,26 @@ class Store:
             )
             return dict(row) if row else None
 
+    def release_task_run(self, task_run_id: str, attempt: int, owner: str) -> bool:
+        """Hand a running task run back unfinished, without using its attempt."""
+        with self.write() as tx:
+            result = tx.connection.execute(
+                update(TASK_RUNS)
+                .where(
+                    TASK_RUNS.c.id == task_run_id,
+                    TASK_RUNS.c.attempt == attempt,
+                    TASK_RUNS.c.lease_owner == owner,
+                )
+                .values(
+                    state="CREATED",
+                    attempt=attempt - 1,
+                    lease_owner=None,
+                    lease_expires=None,
+                    pgid=None,
+                )
+            )
+            return bool(result.rowcount)
+
     def renew_leases(self, owner: str, task_run_ids: Iterable[str], until: float) -> set[str]:
         """Extend the leases `owner` still holds; return the ids it holds no more."""
         ids = list(task_run_ids)

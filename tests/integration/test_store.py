@@ -125,3 +125,15 @@ def test_leases_renew_for_their_owner_and_expire_otherwise(store: Store) -> None
     assert store.claim_task_run("w2", now=1.0, lease_until=5.0) is not None
     assert store.renew_leases("w1", ["a", "b"], until=20.0) == {"b"}
     assert [r["id"] for r in store.expired_leases(now=10.0)] == ["b"]
+
+
+def test_a_released_task_run_keeps_its_attempt_count(store: Store) -> None:
+    with store.write() as tx:
+        tx.insert_task_runs([task_run("r")])
+    claimed = store.claim_task_run("w", now=1.0, lease_until=30.0)
+    assert claimed is not None
+    assert not store.release_task_run("r", 1, "someone-else")
+    assert store.release_task_run("r", 1, "w")
+    again = store.claim_task_run("w2", now=2.0, lease_until=30.0)
+    assert again is not None
+    assert again["attempt"] == 1  # the shutdown did not use an attempt
