@@ -159,6 +159,11 @@ class Daemon:
 
     def _sync_loop(self) -> None:
         last_start = time.monotonic()
+        try:
+            if self.syncer.close_interrupted():
+                log.warning("a sync was interrupted when the daemon last stopped; trying again")
+        except Exception:  # the store is down: the startup sync reports it
+            log.exception("cannot read the sync history")
         self._run_sync("startup")
         self._synced_once.set()
         failures = 0

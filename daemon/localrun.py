@@ -78,15 +78,23 @@ class Progress:
         engine.logs.listeners.append(self.on_log)
 
     def on_log(self, row: Row) -> None:
-        name = self.names.get(row["task_run_id"] or "", "")
+        name = self._name(row["task_run_id"])
         with self._lock:
             self.out.write(f"  {row['level']:<5} {name:<20} {row['message']}\n")
             self.out.flush()
 
+    def _name(self, run_id: str | None) -> str:
+        """The label of a task run; a line may come before `poll` has seen its run."""
+        if run_id is not None and run_id not in self.names:
+            with self.engine.store.read() as tx:
+                run = tx.task_run(run_id)
+            if run is not None:
+                self.names[run_id] = _label(run)
+        return self.names.get(run_id or "", "")
+
     def poll(self, execution_id: str) -> None:
         for run in self.engine.task_runs(execution_id):
-            label = run["task_id"] + (f"[{run['value']}]" if run["value"] is not None else "")
-            self.names[run["id"]] = label
+            label = self.names[run["id"]] = _label(run)
             state = run["state"]
             if self.seen.get(run["id"]) == state:
                 continue
@@ -103,6 +111,10 @@ class Progress:
             child = (run.get("outputs") or {}).get("executionId")
             if child:
                 self.poll(child)
+
+
+def _label(run: Row) -> str:
+    return str(run["task_id"]) + (f"[{run['value']}]" if run["value"] is not None else "")
 
 
 def run_local(

@@ -46,6 +46,7 @@ class TreeState:
         self.prefix = flows_dir.rstrip("/") + "/"
         self.flows_dir = flows_dir
         self._flows = self._list(base) if base else []
+        self._by_key = {(f["namespace"], f["flow_id"]): f for f in self._flows}
 
     def _list(self, commit: str) -> list[Row]:
         rows = []
@@ -67,6 +68,9 @@ class TreeState:
 
     def deployed_flows(self) -> list[Row]:
         return list(self._flows)
+
+    def flow(self, namespace: str, flow_id: str) -> Row | None:
+        return self._by_key.get((namespace, flow_id))
 
     def referencing(self, targets: Iterable[tuple[str, str]]) -> list[Row]:
         wanted = set(targets)

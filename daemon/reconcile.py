@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -27,6 +27,7 @@ from headwater.daemon.flow.repository import (
     Located,
     check_references,
     namespace_file_problem,
+    paused_gc,
     place_of,
     references,
     validate_blob,
@@ -53,6 +54,9 @@ class FlowChange:
     blob: str | None = None
     source: str | None = None
     parsed: FlowFile | None = None
+    """The validated file: source and diagnostics (without its model: see _validate_one)."""
+    references: list[tuple[str, str, str]] = field(default_factory=list)
+    """(namespace, flow id, kind) of the flows it names (read where it was parsed)."""
 
 
 @dataclass
@@ -79,9 +83,41 @@ class DeployedState(Protocol):
         """Deployed flows: namespace, flow_id, path, blob."""
         ...
 
+    def flow(self, namespace: str, flow_id: str) -> Row | None:
+        """One flow (namespace, flow_id, path, blob, deleted), or None."""
+        ...
+
     def referencing(self, targets: Iterable[tuple[str, str]]) -> list[Row]:
         """Deployed flows naming a target: namespace, flow_id, ref_namespace, ref_flow_id, kind."""
         ...
+
+
+Key = tuple[str, str]
+
+
+class _Deployed:
+    """The deployed flows by (namespace, id): all read at once to compare whole trees, one
+    by one for a diff, so that a one-file commit over 10,000 flows reads a few rows."""
+
+    def __init__(self, tx: DeployedState, everything: bool) -> None:
+        self._tx = tx
+        self._rows: dict[Key, Row | None] = {}
+        self._complete = False
+        if everything:
+            self.all()
+
+    def get(self, key: Key) -> Row | None:
+        if not self._complete and key not in self._rows:
+            row = self._tx.flow(*key)
+            self._rows[key] = row if row is not None and not row.get("deleted") else None
+        return self._rows.get(key)
+
+    def all(self) -> dict[Key, Row]:
+        if not self._complete:
+            flows = self._tx.deployed_flows()
+            self._rows = {(f["namespace"], f["flow_id"]): f for f in flows}
+            self._complete = True
+        return {key: row for key, row in self._rows.items() if row is not None}
 
 
 def plan_commit(
@@ -104,7 +140,7 @@ def plan_commit(
     if base is not None and _ignore_spec_text(mirror, base) != _ignore_spec_text(mirror, head):
         base = None  # what is ignored changed: look at everything again
     prefix = flows_dir.rstrip("/") + "/"
-    deployed = {(f["namespace"], f["flow_id"]): f for f in tx.deployed_flows()}
+    deployed = _Deployed(tx, everything=base is None)
     present: set[tuple[str, str]] = set()
     deleted_paths: set[str] = set()
     if base is None:
@@ -169,21 +205,21 @@ def plan_commit(
             continue  # the same blob: unchanged
         to_validate.append((Located(FsPath(path), path, place.namespace, place.flow_id), blob))
     if base is None:
-        gone = [f for key, f in deployed.items() if key not in present]
+        gone = [f for key, f in deployed.all().items() if key not in present]
     else:
         gone = [
             f
-            for f in deployed.values()
-            if f.get("path") in deleted_paths and (f["namespace"], f["flow_id"]) not in seen
+            for f in _deployed_at(deployed, deleted_paths, flows_dir)
+            if (f["namespace"], f["flow_id"]) not in seen
         ]
     _check_namespace_file_sizes(mirror, head, prefix, result, base, candidates)
     parsed = _validate_all(mirror, to_validate, pool)
-    for (item, blob), flow_file in zip(to_validate, parsed, strict=True):
+    for (item, blob), (flow_file, refs) in zip(to_validate, parsed, strict=True):
         key = (item.namespace or "", item.flow_id or "")
-        action = "update" if key in deployed else "add"
+        action = "update" if deployed.get(key) is not None else "add"
         source = flow_file.source.text if flow_file.source else None
         result.changes.append(
-            FlowChange(key[0], key[1], item.display, action, blob, source, flow_file)
+            FlowChange(key[0], key[1], item.display, action, blob, source, flow_file, refs)
         )
     for flow in gone:
         result.changes.append(
@@ -191,17 +227,29 @@ def plan_commit(
         )
     _check_references(tx, result, deployed)
     result.errors += [d for c in result.changes if c.parsed for d in c.parsed.diagnostics]
-    remaining = len(deployed) + result.count("add") - result.count("delete")
-    if deployed and remaining == 0 and not allow_empty:
-        result.errors.append(
-            Diagnostic(
-                Position(flows_dir, 1, 1),
-                f"this commit would delete every deployed flow "
-                f"({len(deployed)}); refusing it (an operator can allow empty deployments)",
+    if result.count("delete") and not allow_empty:
+        before = len(deployed.all())
+        if before + result.count("add") - result.count("delete") == 0:
+            result.errors.append(
+                Diagnostic(
+                    Position(flows_dir, 1, 1),
+                    f"this commit would delete every deployed flow "
+                    f"({before}); refusing it (an operator can allow empty deployments)",
+                )
             )
-        )
     result.errors = sorted(set(result.errors), key=Diagnostic.sort_key)
     return result
+
+
+def _deployed_at(deployed: _Deployed, paths: Iterable[str], flows_dir: str) -> Iterator[Row]:
+    """The deployed flows whose files are these paths (deleted ones, in a diff)."""
+    for path in paths:
+        place = place_of(PurePosixPath(path).relative_to(flows_dir).parts, flows_dir)
+        if place.kind != "flow" or place.problems:
+            continue  # never deployed
+        row = deployed.get((place.namespace or "", place.flow_id or ""))
+        if row is not None and row.get("path") == path:
+            yield row
 
 
 def _file_error(path: str, message: str) -> Diagnostic:
@@ -237,37 +285,62 @@ def _check_namespace_file_sizes(
                 result.errors.append(_file_error(entry.path, problem))
 
 
+Validated = tuple[FlowFile, list[tuple[str, str, str]]]
+"""A flow file after validation, and the flows it names."""
+
+
 def _validate_all(
     mirror: Mirror, items: list[tuple[Located, str]], pool: ProcessPoolExecutor | None
-) -> list[FlowFile]:
+) -> list[Validated]:
     blobs = mirror.read_blobs(blob for _, blob in items)
     work = [(item, blobs[blob]) for item, blob in items]
-    if pool is not None and len(work) >= POOL_THRESHOLD:
-        chunk = max(1, len(work) // (4 * (os.cpu_count() or 1)))
-        return list(pool.map(_validate_one, work, chunksize=chunk))
-    return [_validate_one(w) for w in work]
+    # The results are many small objects and no cycles: collecting while they arrive
+    # would walk the growing heap again and again (see paused_gc).
+    with paused_gc():
+        if pool is not None and len(work) >= POOL_THRESHOLD:
+            size = max(1, len(work) // (4 * (os.cpu_count() or 1)))
+            chunks = [work[i : i + size] for i in range(0, len(work), size)]
+            return [flow for chunk in pool.map(_validate_chunk, chunks) for flow in chunk]
+        return [_validate_one(w) for w in work]
 
 
-def _validate_one(work: tuple[Located, bytes]) -> FlowFile:
+def _validate_chunk(work: list[tuple[Located, bytes]]) -> list[Validated]:
+    """A pool worker's share, validated with the collector paused as in `headwater validate`."""
+    with paused_gc():
+        return [_validate_one(w) for w in work]
+
+
+def _validate_one(work: tuple[Located, bytes]) -> Validated:
+    """The file's source and problems, and the flows it names; not its model, which a sync
+    never uses (the executor builds one from the source) and which is half its memory."""
     item, data = work
     result = validate_blob(data, item)
-    if result.source is not None and result.flow is None:
-        result.source = result.source.without_nodes()  # positions are in the diagnostics
-    return result
+    source = result.source
+    if source is not None and result.flow is None:
+        source = source.without_nodes()  # positions are in the diagnostics
+    named = list(flow_references(result.raw))
+    return FlowFile(result.path, source, None, result.diagnostics), named
 
 
 def validation_pool() -> ProcessPoolExecutor:
-    """Processes for big syncs, so parsing does not starve the daemon's threads (GIL)."""
+    """Processes for big syncs, so parsing does not starve the daemon's threads (GIL).
+
+    The fork server imports the validator once and forks the workers from it, so a
+    worker starts at once instead of importing Headwater anew (about 1.5 s each).
+    """
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
 
 
-def _check_references(
-    tx: DeployedState, result: Reconciliation, deployed: dict[tuple[str, str], Row]
-) -> None:
+def _check_references(tx: DeployedState, result: Reconciliation, deployed: _Deployed) -> None:
     deleted = {(c.namespace, c.flow_id) for c in result.changes if c.action == "delete"}
-    known = (set(deployed) - deleted) | {
-        (c.namespace, c.flow_id) for c in result.changes if c.action == "add"
+    added = {(c.namespace, c.flow_id) for c in result.changes if c.action == "add"}
+    named = {(ns, fid) for c in result.changes for ns, fid, _ in c.references}
+    known = {  # of the flows named (only those are looked up), the ones that will exist
+        key
+        for key in named
+        if key in added or (key not in deleted and deployed.get(key) is not None)
     }
     changed = [c.parsed for c in result.changes if c.parsed is not None]
     check_references(changed, known)

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, HeadwaterError, Position
 from headwater.daemon.git import Commit, GitError, Mirror
-from headwater.daemon.reconcile import FlowChange, Reconciliation, flow_references, plan_commit
+from headwater.daemon.reconcile import FlowChange, Reconciliation, plan_commit
 from headwater.daemon.store.store import Row, Store, Tx
 
 log = logging.getLogger(__name__)
 
+INTERRUPTED_SCAN = 100  # recent attempts searched for ones a dead process left Running
 MANUAL_CAUSES = ("manual", "pin", "startup")
 """Causes that try a commit even when it failed before, or while sync is suspended."""
 
@@ -76,6 +77,30 @@ class Syncer:
     def state(self) -> Row:
         with self.store.write() as tx:
             return tx.sync_state()
+
+    def close_interrupted(self) -> int:
+        """Record the attempts a process that died mid-sync left Running, as interrupted.
+
+        Call it before the first sync of a process that holds the sync role (the data
+        directory's lock): no other sync can be running then. Nothing of such an attempt
+        was deployed (a deploy commits in one transaction), and the next sync tries its
+        commit again.
+        """
+        with self.store.write() as tx:
+            running = [
+                row for row in tx.syncs(limit=INTERRUPTED_SCAN) if row["result"] == "Running"
+            ]
+            for row in running:
+                tx.update_sync(
+                    row["id"],
+                    {
+                        "result": "Failed",
+                        "finished_at": self.clock(),
+                        "message": "interrupted: the daemon stopped before this sync finished; "
+                        "nothing of it was deployed",
+                    },
+                )
+        return len(running)
 
     # -- syncing -------------------------------------------------------------------------
     def sync(self, cause: str, to: str | None = None) -> SyncOutcome:
@@ -172,7 +197,9 @@ class Syncer:
             plan.errors,
         )
         if plan.valid:
-            self._apply(plan, sync_id, started, pin)
+            # Only a sync deploys flows, so before the first success there is no history.
+            first = deployed is None and all(c.action == "add" for c in plan.changes)
+            self._apply(plan, sync_id, started, pin, first)
             self.mirror.keep(head)
             for callback in self.deployed:
                 callback(outcome)
@@ -213,7 +240,10 @@ class Syncer:
                 values["branch_head"] = plan.head
             tx.update_sync_state(values)
 
-    def _apply(self, plan: Reconciliation, sync_id: int, started: float, pin: bool) -> None:
+    def _apply(
+        self, plan: Reconciliation, sync_id: int, started: float, pin: bool, first: bool
+    ) -> None:
+        """Write the revisions; `first`: nothing was ever deployed, so no flow has history."""
         paths = [c.path for c in plan.changes if c.action != "delete"]
         credited = self.mirror.last_commits(plan.base, plan.head, paths) if paths else {}
         head_commit = self.mirror.commit(plan.head)
@@ -221,7 +251,7 @@ class Syncer:
         with self.store.write() as tx:
             for change in plan.changes:
                 commit = credited.get(change.path, head_commit)
-                _apply_change(tx, change, commit, now)
+                _apply_change(tx, change, commit, now, first)
             state: Row = {
                 "deployed_commit": plan.head,
                 "deployed_at": now,
@@ -253,8 +283,8 @@ def _position(flows_dir: str) -> Position:
     return Position(flows_dir, 1, 1)
 
 
-def _apply_change(tx: Tx, change: FlowChange, commit: Commit, now: float) -> None:
-    history = tx.revision_blobs(change.namespace, change.flow_id)
+def _apply_change(tx: Tx, change: FlowChange, commit: Commit, now: float, first: bool) -> None:
+    history = [] if first else tx.revision_blobs(change.namespace, change.flow_id)
     latest = history[0] if history else None
     number = (latest["revision"] + 1) if latest else 1
     meta = {
@@ -299,5 +329,5 @@ def _apply_change(tx: Tx, change: FlowChange, commit: Commit, now: float) -> Non
             **meta,
         }
     )
-    raw = change.parsed.raw if change.parsed else None
-    tx.replace_references(change.namespace, change.flow_id, flow_references(raw))
+    if history or change.references:  # a flow without history has no references to drop
+        tx.replace_references(change.namespace, change.flow_id, change.references)

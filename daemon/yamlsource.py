@@ -30,6 +30,7 @@ from headwater.daemon.errors import Diagnostic, Position, ValidationFailed
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null"))
 _TIMESTAMP, _SEQ, _MAP = f"{_TAG}timestamp", f"{_TAG}seq", f"{_TAG}map"
+_MERGE = f"{_TAG}merge"
 _SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP}
 
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -54,6 +55,8 @@ class Loader(_BaseLoader):  # type: ignore[misc]
                 return _STR
             if first.isalpha():  # only true, false and null are words with a meaning
                 return self._words.get(value.lower(), _STR)
+            if value.isascii() and value.isdigit():
+                return _INT
         return super().resolve(kind, value, implicit)
 
     # Path resolvers are never registered, so following the path is wasted work.
@@ -244,8 +247,13 @@ class _Builder:
         return size
 
     def build(self, node: Node, depth: int = 0) -> Any:
-        if isinstance(node, ScalarNode):
-            return self._scalar(node)
+        if node.__class__ is ScalarNode:
+            if node.tag == _STR:  # the common case first
+                value = node.value
+                if "{" in value:
+                    self.braced.append(node)  # type: ignore[arg-type]
+                return value
+            return self._scalar(node)  # type: ignore[arg-type]
         if depth > defaults.MAX_YAML_DEPTH:
             raise self._error(node, _too_deep())
         if isinstance(node, SequenceNode):
@@ -260,10 +268,11 @@ class _Builder:
         if node.tag != _MAP:
             raise self._bad_tag(node)
         out: dict[str, Any] = {}
+        build, depth = self.build, depth + 1
         for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
+            if key_node.__class__ is not ScalarNode:
                 raise self._error(key_node, _bad_key_message(key_node))
-            if key_node.tag == f"{_TAG}merge":
+            if key_node.tag == _MERGE:
                 raise self._error(
                     key_node, "merge keys ('<<') are not supported; write the keys out"
                 )
@@ -273,7 +282,7 @@ class _Builder:
                     key_node,
                     f"duplicate key '{key}' (first written at line {self._line_of_key(node, key)})",
                 )
-            out[key] = self.build(value_node, depth + 1)
+            out[key] = build(value_node, depth)
         return out
 
     @staticmethod

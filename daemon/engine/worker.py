@@ -180,17 +180,25 @@ class _RecordingRunner:
         return self.runner.run(spec, on_line, cancel, started)
 
 
-_NAMES: dict[int, frozenset[str]] = {}
+NAMES_CACHE_SIZE = 4096  # parsed tasks whose referenced names are remembered
+_NAMES: dict[int, tuple[Task, frozenset[str]]] = {}
 
 
 def referenced_names(task: Task) -> frozenset[str]:
-    """Context names the task's expressions use (cached per parsed task)."""
+    """Context names the task's expressions use (cached per parsed task).
+
+    The cache holds the task itself: an id alone may be reused by another task once
+    the first one is freed, and that one would get the wrong names.
+    """
     found = _NAMES.get(id(task))
-    if found is None:
-        names: set[str] = set()
-        _collect_names(task.model_dump(by_alias=True), names)
-        found = _NAMES[id(task)] = frozenset(names)
-    return found
+    if found is not None and found[0] is task:
+        return found[1]
+    names: set[str] = set()
+    _collect_names(task.model_dump(by_alias=True), names)
+    if len(_NAMES) >= NAMES_CACHE_SIZE:
+        _NAMES.clear()
+    _NAMES[id(task)] = (task, frozenset(names))
+    return frozenset(names)
 
 
 def _collect_names(value: Any, names: set[str]) -> None:
@@ -347,14 +355,9 @@ class Worker:
         return run_variables(base, run, task.type, parents)
 
     def record_pgid(self, run: Row, pgid: int) -> None:
-        """Keep the process group of the attempt running `run` (while this worker holds it)."""
-        with self.store.write() as tx:
-            current = tx.task_run(run["id"])
-            if current is not None and (current["lease_owner"], current["attempt"]) == (
-                self.name,
-                run["attempt"],
-            ):
-                tx.update_task_run(run["id"], {"pgid": pgid})
+        """Keep the process group of the attempt running `run`: a restarted daemon ends
+        it before the task run is handed out again."""
+        self.store.record_pgid(run["id"], run["attempt"], self.name, pgid)
 
     def workdir_for(self, run: Row) -> Path:
         """A fresh directory for one attempt."""

@@ -331,6 +331,20 @@ class Store:
             )
             return dict(row) if row else None
 
+    def record_pgid(self, task_run_id: str, attempt: int, owner: str, pgid: int) -> bool:
+        """Keep the process group of a running attempt, while `owner` still holds it."""
+        with self.write() as tx:
+            result = tx.connection.execute(
+                update(TASK_RUNS)
+                .where(
+                    TASK_RUNS.c.id == task_run_id,
+                    TASK_RUNS.c.attempt == attempt,
+                    TASK_RUNS.c.lease_owner == owner,
+                )
+                .values(pgid=pgid)
+            )
+            return bool(result.rowcount)
+
     def release_task_run(self, task_run_id: str, attempt: int, owner: str) -> bool:
         """Hand a running task run back unfinished, without using its attempt."""
         with self.write() as tx:

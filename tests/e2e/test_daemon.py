@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from gitrepos import GitHttpServer, WorkingClone, make_remote
 
 from headwater.daemon.daemon import HINT_SPACING_SECONDS
-from tests.gitrepos import GitHttpServer, WorkingClone, make_remote
 
 TOKEN = "e2e-api-token"
 SECRET = "e2e-webhook-secret"
@@ -144,13 +144,14 @@ class RunningDaemon:
             )
         return self.proc
 
-    def start(self, timeout: float = START_TIMEOUT) -> RunningDaemon:
-        """Start, learn the port from the log, and wait until /readyz answers 200."""
+    def start(self, timeout: float = START_TIMEOUT, ready: bool = True) -> RunningDaemon:
+        """Start, learn the port from the log, and (`ready`) wait until /readyz answers 200."""
         self.spawn()
         found = wait_until(self._port_or_exit, timeout, "the daemon to listen")
         assert isinstance(found, int), f"the daemon exited with {found[1]}:\n{self.output()}"
         self.port = found
-        wait_until(self.ready, timeout, "/readyz to answer 200")
+        if ready:
+            wait_until(self.ready, timeout, "/readyz to answer 200")
         return self
 
     def _port_or_exit(self) -> int | tuple[str, int] | None:
@@ -305,28 +306,40 @@ class Repos:
         return sha
 
 
-@pytest.fixture
-def repos(tmp_path: Path) -> Repos:
-    remote = make_remote(tmp_path / "remote.git")
-    return Repos(tmp_path, remote, WorkingClone.create(tmp_path / "work", remote))
+def new_repos(root: Path) -> Repos:
+    remote = make_remote(root / "remote.git")
+    return Repos(root, remote, WorkingClone.create(root / "work", remote))
 
 
 DaemonFactory = Callable[..., RunningDaemon]
 
 
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
-    """Start daemons (`repo`, data dir `name`); every process is ended after the test."""
+@contextlib.contextmanager
+def daemons(root: Path) -> Iterator[DaemonFactory]:
+    """Start daemons (`repo`, data dir `name`); every process they started ends at the end."""
     started: list[RunningDaemon] = []
 
     def start(repo: str, name: str = "data", run: bool = True, **options: Any) -> RunningDaemon:
-        daemon = RunningDaemon(repo, tmp_path / name, tmp_path / f"{name}.log", **options)
+        daemon = RunningDaemon(repo, root / name, root / f"{name}.log", **options)
         started.append(daemon)
         return daemon.start() if run else daemon
 
-    yield start
-    for daemon in started:
-        daemon.cleanup()
+    try:
+        yield start
+    finally:
+        for daemon in started:
+            daemon.cleanup()
+
+
+@pytest.fixture
+def repos(tmp_path: Path) -> Repos:
+    return new_repos(tmp_path)
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[DaemonFactory]:
+    with daemons(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture(params=["file", "http"])

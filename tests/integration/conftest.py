@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import select
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.engine.flows import parse_flow
 from headwater.daemon.engine.worker import NamespaceFiles
 from headwater.daemon.flow.model import Flow
+from headwater.daemon.store.store import EXECUTIONS
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -187,21 +189,19 @@ def make_engine(tmp_path: Path) -> Iterator[EngineFactory]:
 
     yield make
     for engine in started:
-        _stop(engine)
+        stop_engine(engine)
 
 
-def _stop(engine: Engine) -> None:
-    """Kill what a failed test left running, so no process outlives the test."""
+def stop_engine(engine: Engine) -> None:
+    """Stop an engine, killing first what a failed test left running: no process of a
+    test outlives it."""
     try:
         with engine.store.read() as tx:
-            from sqlalchemy import select
-
-            from headwater.daemon.store.store import EXECUTIONS
-
-            rows = tx.connection.execute(
-                select(EXECUTIONS.c.id).where(EXECUTIONS.c.state.not_in(TERMINAL))
-            ).scalars()
-            unfinished = list(rows)
+            unfinished = list(
+                tx.connection.execute(
+                    select(EXECUTIONS.c.id).where(EXECUTIONS.c.state.not_in(TERMINAL))
+                ).scalars()
+            )
         for execution_id in unfinished:
             engine.kill(execution_id)
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TERMINAL, Finished, Flows, _stop, serve_http, wait_until
+from conftest import TERMINAL, Finished, Flows, serve_http, stop_engine, wait_until
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
@@ -95,7 +95,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flows, st
         try:
             yield Flows(engine), served.url
         finally:
-            _stop(engine)
+            stop_engine(engine)
 
 
 def run_resuming(flows: Flows, execution_id: str, timeout: float = 20.0) -> Finished:

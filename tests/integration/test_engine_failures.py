@@ -4,6 +4,7 @@ and timeouts, with real processes."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def attempts(run: Row) -> list[Row]:
 def gaps(run: Row) -> list[float]:
     """Seconds between the end of each attempt and the start of the next."""
     tries = attempts(run)
-    return [b["startDate"] - a["endDate"] for a, b in zip(tries, tries[1:], strict=False)]
+    return [b["startDate"] - a["endDate"] for a, b in itertools.pairwise(tries)]
 
 
 def flaky(counter: Path, failures: int) -> str:

@@ -86,7 +86,7 @@ def test_kill_ends_every_parallel_branch(flows: Flows) -> None:
     flows.engine.kill(execution_id)
     done = flows.finish(execution_id, timeout=10)
     assert done.state == "KILLED"
-    assert {s for s in done.states().values()} == {"KILLED"}
+    assert set(done.states().values()) == {"KILLED"}
     assert not any(process_group_alive(r["pgid"]) for r in runs)
 
 
