@@ -251,9 +251,9 @@ class _Builder:
             if node.tag == _STR:  # the common case first
                 value = node.value
                 if "{" in value:
-                    self.braced.append(node)  # type: ignore[arg-type]
+                    self.braced.append(node)
                 return value
-            return self._scalar(node)  # type: ignore[arg-type]
+            return self._scalar(node)
         if depth > defaults.MAX_YAML_DEPTH:
             raise self._error(node, _too_deep())
         if isinstance(node, SequenceNode):
