@@ -48,7 +48,7 @@ DRAIN_SECONDS = 0.1
 
 _READ_BYTES = 64 * 1024
 _DATABASE_URL = re.compile(r"(?i)\b(?:postgres(?:ql)?|sqlite)(?:\+\w+)?://")
-_PRIVATE_PREFIXES = ("HEADWATER_", "PG")  # our settings; libpq's connection variables
+_PRIVATE_PREFIXES = ("HEADWATER_", "SECRET_", "PG")  # settings; secrets; libpq connections
 
 StopReason = Literal["timeout", "cancel"]
 
@@ -56,9 +56,10 @@ StopReason = Literal["timeout", "cancel"]
 def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment of a task's command: ours, scrubbed, with `extra` on top.
 
-    Removed: every `HEADWATER_*` variable, `DATABASE_URL` and `*_DATABASE_URL`, every
-    `PG*` variable (libpq reads PGPASSWORD and its kin), and any variable whose value
-    holds a PostgreSQL or SQLite URL. `extra` (the task's own variables) may set any
+    Removed: every `HEADWATER_*` variable, every `SECRET_*` variable (secrets reach a
+    task only through `secret('NAME')`, masked), `DATABASE_URL` and `*_DATABASE_URL`,
+    every `PG*` variable (libpq reads PGPASSWORD and its kin), and any variable whose
+    value holds a PostgreSQL or SQLite URL. `extra` (the task's own variables) may set any
     of them again on purpose.
     """
     env = {name: value for name, value in os.environ.items() if not _is_private(name, value)}

@@ -221,6 +221,11 @@ class Engine:
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:
+        if self.store.sqlite:
+            # The data directory's lock says no other process is alive on this store:
+            # every lease still held belongs to a process that died. Take them over now
+            # rather than waiting for them to expire.
+            self.store.expire_all_leases()
         self.logs.start()
         self.pool.start()
         self._executor_thread = threading.Thread(

@@ -33,6 +33,8 @@ from headwater.daemon.store.store import Row, Store, Tx
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+RETRY_LABEL = "system_retryAttempt"
+"""Which attempt of a flow-level retry an execution is (1 for the first)."""
 
 
 class Wakeup:
@@ -78,6 +80,8 @@ class ExecutionRequest:
     parent_task_run_id: str | None = None
     depth: int = 0
     execution_id: str | None = None
+    start_at: float | None = None
+    """Do not start before this time (a retry of a failed execution waits its interval)."""
 
 
 InputResolver = Callable[[Flow, Mapping[str, Any], str], dict[str, Any]]
@@ -153,6 +157,7 @@ class Executor:
             "depth": request.depth,
             "dirty": False,
             "kill_requested": False,
+            "wake_at": request.start_at,
         }
         tx.insert_execution(row)
         return row
@@ -201,6 +206,8 @@ class Executor:
             self.work.notify(claimable)
         if plan.ended and execution.get("parent_task_run_id"):
             ended += self._report_to_parent(tx, execution)
+        if plan.ended == State.FAILED:
+            self._retry_execution(tx, execution)
         if "wake_at" in changed or plan.kill_executions:
             self.timers.notify()
         return ended
@@ -234,6 +241,35 @@ class Executor:
             self.timers.notify()
             return []
         return self.advance(tx, child["id"])
+
+    def _retry_execution(self, tx: Tx, execution: Row) -> None:
+        """Flow-level `retry` with `behavior: CREATE_NEW_EXECUTION`: a new execution."""
+        flow = self.flows.get(
+            execution["namespace"], execution["flow_id"], execution["flow_revision"]
+        )
+        policy = flow.retry
+        if policy is None or policy.behavior != "CREATE_NEW_EXECUTION":
+            return
+        labels = {i["key"]: i["value"] for i in execution.get("labels") or []}
+        attempt = int(labels.get(RETRY_LABEL, "1"))
+        original_id = execution.get("original_id") or execution["id"]
+        original = tx.execution(original_id) or execution
+        now = self.clock()
+        delay = delay_before(policy, attempt, original["created_at"], now, self.rng)
+        if delay is None:
+            return
+        request = ExecutionRequest(
+            namespace=execution["namespace"],
+            flow_id=execution["flow_id"],
+            revision=execution["flow_revision"],
+            inputs=execution.get("inputs") or {},
+            labels={**labels, RETRY_LABEL: str(attempt + 1)},
+            trigger=execution.get("trigger"),
+            original_id=original_id,
+            start_at=now + delay,
+        )
+        self._insert_execution(tx, request)
+        self.timers.notify()
 
     def _report_to_parent(self, tx: Tx, execution: Row) -> list[Row]:
         run_id = execution["parent_task_run_id"]

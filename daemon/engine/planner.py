@@ -132,6 +132,9 @@ class Planner:
         state = State(self.execution["state"])
         if state.terminal:
             return self.plan_
+        start_at = self.execution.get("wake_at")
+        if state == State.CREATED and start_at is not None and start_at > self.now:
+            return self.plan_  # a retry of a failed execution, waiting for its time
         if state in (State.CREATED, State.QUEUED):
             self._execution(state=State.RUNNING.value, start_date=self.now)
         if self.killing:
@@ -354,6 +357,9 @@ class Planner:
         if run["state"] == State.CREATED:
             self.set_state(run, State.RUNNING)
         try:
+            timed_out = self._timed_out(task, run, entry.short if entry else "")
+            if timed_out is not None:
+                return timed_out
             outcome = handler(self, task, run)
         except HeadwaterError as exc:
             self.set_state(run, State.FAILED, str(exc))
@@ -366,6 +372,43 @@ class Planner:
                 return State(run["state"])
         self.set_state(run, outcome)
         return outcome
+
+    def _timed_out(self, task: Task, run: Row, short: str) -> State | None:
+        """A flowable past its `timeout`: its children are stopped, then it fails.
+
+        None while there is time left; RUNNING while running children are being
+        killed (the flowable ends only when they have); FAILED after.
+        """
+        if task.timeout is None or short == "core.flow.Pause" or run.get("start_date") is None:
+            return None  # a Pause's timeout means "not resumed in time" (its handler)
+        limit = duration_of(self.render(task.timeout, run, task), "timeout")
+        deadline = run["start_date"] + limit
+        if self.now < deadline:
+            if run.get("wake_at") is None or run["wake_at"] > deadline:
+                self.set(run, wake_at=deadline)
+            return None
+        stopping = False
+        for child in self._descendants(run):
+            if State(child["state"]).terminal:
+                continue
+            if child["runnable"] and child["state"] in (State.RUNNING, State.KILLING):
+                self.set_state(child, State.KILLING)
+                stopping = True
+            else:
+                self.set_state(child, State.KILLED, "its parent timed out")
+        if stopping:
+            self.set(run, error=f"timed out after {task.timeout}")
+            return State.RUNNING
+        self.set_state(run, State.FAILED, f"timed out after {task.timeout}")
+        return State.FAILED
+
+    def _descendants(self, run: Row) -> list[Row]:
+        found, stack = [], list(self.children.get(run["id"], []))
+        while stack:
+            child = stack.pop()
+            found.append(child)
+            stack += self.children.get(child["id"], [])
+        return found
 
     def render_once(self, run: Row, key: str, compute: Callable[[], Any]) -> Any:
         """A value a flowable decides once (a condition, loop values) kept in its outputs."""

@@ -269,7 +269,13 @@ class Worker:
                 self.executor.finish_attempt(run, execution, self.name, result)
         finally:
             self.running.pop(run["id"], None)
+            # A fresh working directory served one attempt: its output files are kept
+            # in internal storage by now. (A WorkingDirectory's shared one stays.)
+            shutil.rmtree(self._fresh_directory(run), ignore_errors=True)
         return True
+
+    def _fresh_directory(self, run: Row) -> Path:
+        return self.settings.data_dir / WORKDIRS / f"{run['id']}-{run['attempt']}"
 
     def _execution(self, execution_id: str) -> Row:
         """The execution row; its fixed parts are cached (labels are read when used)."""
@@ -360,8 +366,8 @@ class Worker:
         self.store.record_pgid(run["id"], run["attempt"], self.name, pgid)
 
     def workdir_for(self, run: Row) -> Path:
-        """A fresh directory for one attempt."""
-        path = self.settings.data_dir / WORKDIRS / f"{run['id']}-{run['attempt']}"
+        """A fresh directory for one attempt (removed when the attempt ends)."""
+        path = self._fresh_directory(run)
         if path.exists():
             shutil.rmtree(path)
         path.mkdir(parents=True)

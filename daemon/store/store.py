@@ -345,6 +345,16 @@ class Store:
             )
             return bool(result.rowcount)
 
+    def expire_all_leases(self) -> int:
+        """Mark every held lease expired (only when no other process can hold one)."""
+        with self.write() as tx:
+            result = tx.connection.execute(
+                update(TASK_RUNS)
+                .where(TASK_RUNS.c.lease_owner.is_not(None), TASK_RUNS.c.lease_expires > 0)
+                .values(lease_expires=0.0)
+            )
+            return int(result.rowcount)
+
     def release_task_run(self, task_run_id: str, attempt: int, owner: str) -> bool:
         """Hand a running task run back unfinished, without using its attempt."""
         with self.write() as tx:

@@ -8,7 +8,9 @@ import itertools
 import time
 from pathlib import Path
 
-from conftest import Finished, Flows, Row
+from conftest import Finished, Flows, Row, wait_until
+
+from headwater.daemon.engine.executor import ExecutionRequest
 
 
 def attempts(run: Row) -> list[Row]:
@@ -464,3 +466,64 @@ def test_a_timeout_applies_to_each_attempt(flows: Flows) -> None:
 
 def last_run(done: Finished, task_id: str) -> Row:
     return done.runs_of(task_id)[-1]
+
+
+def retries(flows: Flows, first_id: str) -> list[Row]:
+    """The execution `first_id` and the ones flow-level retry made of it, oldest first."""
+    with flows.engine.store.read() as tx:
+        rows = tx.connection.exec_driver_sql(
+            "SELECT * FROM executions WHERE id = ? OR original_id = ? ORDER BY created_at",
+            (first_id, first_id),
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def test_flow_retry_creates_a_new_execution_after_a_failure(flows: Flows) -> None:
+    flows.deploy(
+        """
+id: flaky_flow
+namespace: tests.retry
+retry:
+  type: constant
+  interval: PT0.2S
+  maxAttempts: 3
+  behavior: CREATE_NEW_EXECUTION
+tasks:
+  - id: boom
+    type: core.execution.Fail
+    errorMessage: always
+"""
+    )
+    first = flows.engine.start_execution(ExecutionRequest("tests.retry", "flaky_flow"))
+    wait_until(lambda: len(retries(flows, first["id"])) == 3, timeout=15, what="three attempts")
+    attempts = retries(flows, first["id"])
+    for row in attempts:
+        flows.engine.wait(row["id"], timeout=10)
+    ended = [flows.engine.execution(row["id"]) for row in attempts]
+    assert [e["state"] for e in ended if e] == ["FAILED", "FAILED", "FAILED"]
+    labels = [{i["key"]: i["value"] for i in e["labels"]} for e in ended if e]
+    assert [lab.get("system_retryAttempt", "1") for lab in labels] == ["1", "2", "3"]
+    assert all(e["original_id"] in (None, first["id"]) for e in ended if e)
+    starts = sorted(e["start_date"] for e in ended if e)
+    assert all(b - a >= 0.2 for a, b in itertools.pairwise(starts))
+
+
+def test_a_flowable_timeout_stops_its_children(flows: Flows) -> None:
+    done = flows.run(
+        """
+id: slow_group
+namespace: tests.timeout
+tasks:
+  - id: group
+    type: core.flow.Sequential
+    timeout: PT0.5S
+    tasks:
+      - id: long
+        type: io.kestra.plugin.scripts.shell.Commands
+        commands: ["sleep 30"]
+"""
+    )
+    assert done.state == "FAILED"
+    assert done.run("group")["state"] == "FAILED"
+    assert done.run("group")["error"] == "timed out after PT0.5S"
+    assert done.run("long")["state"] == "KILLED"

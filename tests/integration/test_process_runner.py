@@ -156,6 +156,7 @@ def test_child_gets_task_env_but_not_headwater_settings(
     monkeypatch.setenv("REPORTING_DATABASE_URL", "x")
     monkeypatch.setenv("PGPASSWORD", "pw")
     monkeypatch.setenv("STORE", "postgresql+psycopg://hw:pw@db/hw")
+    monkeypatch.setenv("SECRET_API_KEY", "c2VjcmV0")
     monkeypatch.setenv("KEEP_ME", "kept")
 
     outcome = run(["env"], tmp_path, env={"TASK_VAR": "from the task"})
@@ -169,6 +170,7 @@ def test_child_gets_task_env_but_not_headwater_settings(
         "REPORTING_DATABASE_URL",
         "PGPASSWORD",
         "STORE",
+        "SECRET_API_KEY",
     ):
         assert name not in env
     assert "s3cret" not in "\n".join(outcome.out())
