@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SYMLINK_MODE = "120000"
 SUBMODULE_MODE = "160000"
 POOL_THRESHOLD = 200  # changed flows above which validation runs in a process pool
+ROW_LOOKUPS = 100  # changed files above which every deployed flow is read at once
 
 
 @dataclass
@@ -140,7 +141,6 @@ def plan_commit(
     if base is not None and _ignore_spec_text(mirror, base) != _ignore_spec_text(mirror, head):
         base = None  # what is ignored changed: look at everything again
     prefix = flows_dir.rstrip("/") + "/"
-    deployed = _Deployed(tx, everything=base is None)
     present: set[tuple[str, str]] = set()
     deleted_paths: set[str] = set()
     if base is None:
@@ -152,6 +152,9 @@ def plan_commit(
         diff = mirror.diff(base, head, prefix)
         candidates = [(c.path, c.new_blob, c.new_mode) for c in diff if c.status != "D"]
         deleted_paths = {c.path for c in diff if c.status == "D"}
+    # A few changed files are looked up one by one; past that, one read of every row is cheaper.
+    many = len(candidates) + len(deleted_paths) > ROW_LOOKUPS
+    deployed = _Deployed(tx, everything=base is None or many)
     seen: dict[tuple[str, str], str] = {}
     to_validate: list[tuple[Located, str]] = []
     for path, blob, mode in candidates:
@@ -342,7 +345,8 @@ def _check_references(tx: DeployedState, result: Reconciliation, deployed: _Depl
         for key in named
         if key in added or (key not in deleted and deployed.get(key) is not None)
     }
-    changed = [c.parsed for c in result.changes if c.parsed is not None]
+    # Only a flow that names others can name a missing one: the rest need no second walk.
+    changed = [c.parsed for c in result.changes if c.parsed is not None and c.references]
     check_references(changed, known)
     touched = {(c.namespace, c.flow_id) for c in result.changes}
     for ref in tx.referencing(deleted):

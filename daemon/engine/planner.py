@@ -379,8 +379,13 @@ class Planner:
         None while there is time left; RUNNING while running children are being
         killed (the flowable ends only when they have); FAILED after.
         """
-        if task.timeout is None or short == "core.flow.Pause" or run.get("start_date") is None:
-            return None  # a Pause's timeout means "not resumed in time" (its handler)
+        if (
+            task.timeout is None
+            or not isinstance(task, Flowable)
+            or short == "core.flow.Pause"  # its timeout means "not resumed in time"
+            or run.get("start_date") is None
+        ):
+            return None
         limit = duration_of(self.render(task.timeout, run, task), "timeout")
         deadline = run["start_date"] + limit
         if self.now < deadline:
