@@ -3,24 +3,27 @@
 Generates a repository of N flows (default 10,000, about 3 KB each, the generator of
 bench/validate.py) in 100 namespaces, plus a small two-task flow `bench.small`, in a bare
 remote, then runs `headwater up` as a real process against it, served over `file://`
-and over local HTTP (`git http-backend` behind a threaded server in this process), and
-prints for each:
+and over local HTTP (`git http-backend` behind the test suite's threaded server, in a
+process of its own), and prints for each:
 
 1. first sync: the deploy of every flow on a fresh data directory: the sync's own
-   duration (the `syncs` row, fetch to commit), the wall time from starting the process
-   to /readyz, and peak memory: the daemon process's high-water mark (VmHWM) and the
-   sampled peak of its helper processes (validation workers, git) together;
+   duration (its `syncs` row, from the fetched head to the commit of the deploy), the
+   wall time from starting the process to /readyz, and peak memory: the daemon
+   process's high-water mark (VmHWM) and the sampled peak PSS of its helper processes
+   (validation workers, git) together;
 2. push to deployed: one-file commits, each pushed and announced by a signed webhook,
-   one at a time and HINT spacing apart; latency from `git push` returning to the
-   deploy's commit (`syncs.finished_at`), p50 and p95;
+   one at a time (more than the hint spacing apart); latency from `git push` returning
+   to the commit of the deploy (`syncs.finished_at`), p50 and p95;
 3. a poll that finds nothing new: in this process, on the daemon's data directory after
    it stopped, `Daemon._remote_moved()` (the check every poll makes: `git ls-remote` and
    a read of the sync state) and `Syncer.sync("poll")` (a fetch that finds the deployed
    head); wall and CPU time (this process plus its git children), medians;
-4. the executor during the first sync: on a fresh data directory with only `bench.small`
-   deployed, the big commit is pushed and announced, and `bench.small` is started every
-   EXECUTION_GAP seconds through the API until the sync has finished; creation to
-   SUCCESS of those executions (the store's `endDate` minus its CREATED time), p50/p99.
+4. the executor during the first sync of the big commit: on a fresh data directory with
+   only `bench.small` deployed, the big commit is pushed and announced, and
+   `bench.small` is asked for every EXECUTION_GAP seconds through the API (open loop: a
+   thread per request) until the sync has finished; creation to SUCCESS (the store's
+   `endDate` minus its CREATED time) and request to SUCCESS (from the moment the client
+   asked), p50/p99/max.
 
     python bench/sync.py [--flows 10000] [--pushes 20] [--transport file|http|both]
 """

@@ -201,23 +201,9 @@ class Engine:
             return tx.task_runs(execution_id)
 
     def unfinished(self, namespace: str, flow_id: str) -> list[Row]:
-        from sqlalchemy import select
-
-        from headwater.daemon.store.store import EXECUTIONS
-
-        terminal = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
+        """Top-level executions of a flow that have not ended, oldest first."""
         with self.store.read() as tx:
-            rows = tx.connection.execute(
-                select(EXECUTIONS)
-                .where(
-                    EXECUTIONS.c.namespace == namespace,
-                    EXECUTIONS.c.flow_id == flow_id,
-                    EXECUTIONS.c.state.not_in(terminal),
-                    EXECUTIONS.c.parent_execution_id.is_(None),
-                )
-                .order_by(EXECUTIONS.c.created_at)
-            ).mappings()
-            return [dict(r) for r in rows]
+            return tx.unfinished_executions(namespace, flow_id)
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:

@@ -93,6 +93,21 @@ class Tx:
         row = self.connection.execute(_EXECUTION_BY_ID, {"id": execution_id}).mappings().first()
         return dict(row) if row else None
 
+    def unfinished_executions(self, namespace: str, flow_id: str) -> list[Row]:
+        """Top-level executions of a flow that have not ended, oldest first."""
+        terminal = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
+        rows = self.connection.execute(
+            select(EXECUTIONS)
+            .where(
+                EXECUTIONS.c.namespace == namespace,
+                EXECUTIONS.c.flow_id == flow_id,
+                EXECUTIONS.c.state.not_in(terminal),
+                EXECUTIONS.c.parent_execution_id.is_(None),
+            )
+            .order_by(EXECUTIONS.c.created_at)
+        ).mappings()
+        return [dict(r) for r in rows]
+
     def insert_execution(self, row: Row) -> None:
         self.connection.execute(insert(EXECUTIONS), [row])
 
