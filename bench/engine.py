@@ -71,7 +71,7 @@ PUBLISHED = (
 KEEP_UP_FRACTION = 0.95
 P99_BOUND_SECONDS = 1.0
 DRIVER_LAG_BOUND_SECONDS = 0.5
-SEARCH_RATES = (25, 50, 75, 100, 125, 150, 200, 250, 300, 400)
+SEARCH_RATES = (25.0, 50.0, 75.0, 100.0, 125.0, 150.0, 200.0, 250.0, 300.0, 400.0)
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
@@ -185,7 +185,7 @@ def describe_setup() -> None:
     with bench_engine(started=False) as bench:
         with bench.engine.db.connect() as connection:
             journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-            synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+            synchronous = int(connection.exec_driver_sql("PRAGMA synchronous").scalar() or 0)
             busy = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
         workers = len(bench.engine.workers)
     sync_names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -615,14 +615,8 @@ def main() -> None:
         print("mode:            --quick (smoke run; not the published figures)")
     parts: dict[str, Callable[[], None]] = {
         "1": lambda: log_sequence(durations),
-        "2": lambda: sequential(
-            f"2. {SEQUENTIAL_TASKS} sequential scripts.shell.Commands tasks running `true` "
-            "(process runner), one execution",
-            shell_flow("seq", SEQUENTIAL_TASKS),
-            durations,
-            SHELL_TARGET_MS,
-        ),
-        "3": lambda: (highest_sustained_rate(durations), fixed_rate_latency(durations)),
+        "2": lambda: shell_sequence(durations),
+        "3": lambda: arrivals(durations),
         "4": lambda: statements(durations),
     }
     for key in sorted(only):
@@ -640,6 +634,21 @@ def log_sequence(durations: Durations) -> None:
         LOG_TARGET_MS,
     )
     print_published()
+
+
+def shell_sequence(durations: Durations) -> None:
+    sequential(
+        f"2. {SEQUENTIAL_TASKS} sequential scripts.shell.Commands tasks running `true` "
+        "(process runner), one execution",
+        shell_flow("seq", SEQUENTIAL_TASKS),
+        durations,
+        SHELL_TARGET_MS,
+    )
+
+
+def arrivals(durations: Durations) -> None:
+    highest_sustained_rate(durations)
+    fixed_rate_latency(durations)
 
 
 if __name__ == "__main__":

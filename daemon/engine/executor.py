@@ -120,10 +120,9 @@ class Executor:
             if existing is not None:
                 return existing
             row = self._insert_execution(tx, request)
-            ended = self.advance(tx, row["id"])
+            ended = self._advance_rows(tx, row, [])  # just written: nothing to read back
         self._after_commit(ended)
-        with self.store.read() as tx:
-            return tx.execution(row["id"]) or row
+        return row
 
     def _insert_execution(self, tx: Tx, request: ExecutionRequest) -> Row:
         revision_row = tx.revision(request.namespace, request.flow_id, request.revision)
@@ -158,6 +157,10 @@ class Executor:
             "dirty": False,
             "kill_requested": False,
             "wake_at": request.start_at,
+            "start_date": None,
+            "end_date": None,
+            "outputs": None,
+            "error": None,
         }
         tx.insert_execution(row)
         return row
@@ -172,7 +175,9 @@ class Executor:
             if execution["dirty"] or execution["wake_at"] is not None:
                 tx.update_execution(execution_id, {"dirty": False, "wake_at": None})
             return []
-        runs = tx.task_runs(execution_id)
+        return self._advance_rows(tx, execution, tx.task_runs(execution_id))
+
+    def _advance_rows(self, tx: Tx, execution: Row, runs: list[Row]) -> list[Row]:
         flow = self.flows.get(
             execution["namespace"], execution["flow_id"], execution["flow_revision"]
         )
@@ -226,7 +231,7 @@ class Executor:
             execution_id=child["id"],
         )
         try:
-            self._insert_execution(tx, request)
+            row = self._insert_execution(tx, request)
         except HeadwaterError as exc:
             tx.update_task_run(
                 child["parent_task_run_id"],
@@ -240,7 +245,7 @@ class Executor:
             tx.update_execution(parent["id"], {"dirty": True})
             self.timers.notify()
             return []
-        return self.advance(tx, child["id"])
+        return self._advance_rows(tx, row, [])
 
     def _retry_execution(self, tx: Tx, execution: Row) -> None:
         """Flow-level `retry` with `behavior: CREATE_NEW_EXECUTION`: a new execution."""

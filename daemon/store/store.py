@@ -49,6 +49,12 @@ _RUNS_OF_EXECUTION = (
 )
 _UPDATE_RUN = update(TASK_RUNS).where(TASK_RUNS.c.id == bindparam("_id"))
 _UPDATE_EXECUTION = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("_id"))
+_FINISH_ATTEMPT = update(TASK_RUNS).where(
+    TASK_RUNS.c.id == bindparam("_id"),
+    TASK_RUNS.c.attempt == bindparam("_attempt"),
+    TASK_RUNS.c.lease_owner == bindparam("_owner"),
+    TASK_RUNS.c.state.in_(("RUNNING", "KILLING")),
+)
 
 
 def _claim(skip_locked: bool) -> Any:
@@ -145,14 +151,13 @@ class Tx:
     def finish_attempt(self, task_run_id: str, attempt: int, owner: str, values: Row) -> bool:
         """Compare-and-set: only the owner of the current attempt may finish it."""
         result = self.connection.execute(
-            update(TASK_RUNS)
-            .where(
-                TASK_RUNS.c.id == task_run_id,
-                TASK_RUNS.c.attempt == attempt,
-                TASK_RUNS.c.lease_owner == owner,
-                TASK_RUNS.c.state.in_(("RUNNING", "KILLING")),
-            )
-            .values(**values)
+            _FINISH_ATTEMPT.values({k: bindparam(f"v_{k}") for k in values}),
+            {
+                "_id": task_run_id,
+                "_attempt": attempt,
+                "_owner": owner,
+                **{f"v_{k}": v for k, v in values.items()},
+            },
         )
         return bool(result.rowcount)
 

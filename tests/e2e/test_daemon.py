@@ -4,8 +4,8 @@ Each test starts `python -m headwater.daemon.cli up` on a bare repository served
 `file://` (or over HTTP by `git http-backend`), pushes commits from a working clone,
 announces them the way a git host does (a webhook signed with HMAC-SHA256), by a watch
 on the repository or by polling, and checks what a user sees through the JSON API and
-the `headwater` command. `RunningDaemon` and `Repos` are shared with
-test_daemon_crash.py.
+the `headwater` command. The harness (`RunningDaemon`, `daemons`, `new_repos`) is
+shared with test_daemon_crash.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import itertools
 import json
 import os
 import re
@@ -25,7 +24,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,7 +125,6 @@ class RunningDaemon:
         self.env = {"HEADWATER_WATCH": "true" if watch else "false", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.deliveries = itertools.count(1)
 
     # -- process --------------------------------------------------------------------
     def spawn(self) -> subprocess.Popen[bytes]:
@@ -292,7 +290,6 @@ class Repos:
     root: Path
     remote: Path
     clone: WorkingClone
-    commits: list[str] = field(default_factory=list)
 
     def push(
         self, files: Mapping[str, str], message: str = "change", remove: tuple[str, ...] = ()
@@ -302,7 +299,6 @@ class Repos:
             self.clone.remove(path)
         sha = self.clone.commit(message)
         self.clone.push()
-        self.commits.append(sha)
         return sha
 
 
