@@ -256,9 +256,30 @@ class Syncer:
         head_commit = self.mirror.commit(plan.head)
         now = self.clock()
         with self.store.write() as tx:
+            known = set() if first else tx.flow_keys()
+            new = [
+                c
+                for c in plan.changes
+                if c.action == "add" and (c.namespace, c.flow_id) not in known
+            ]
+            revisions = [_first_revision(c, credited.get(c.path, head_commit), now) for c in new]
+            references = [
+                {
+                    "namespace": c.namespace,
+                    "flow_id": c.flow_id,
+                    "ref_namespace": namespace,
+                    "ref_flow_id": flow_id,
+                    "kind": kind,
+                }
+                for c in new
+                for namespace, flow_id, kind in sorted(set(c.references))
+            ]
+            tx.insert_new_flows(revisions, references)
+            fresh = {(c.namespace, c.flow_id) for c in new}
             for change in plan.changes:
-                commit = credited.get(change.path, head_commit)
-                _apply_change(tx, change, commit, now, first)
+                if (change.namespace, change.flow_id) not in fresh:
+                    commit = credited.get(change.path, head_commit)
+                    _apply_change(tx, change, commit, now, first)
             state: Row = {
                 "deployed_commit": plan.head,
                 "deployed_at": now,
@@ -288,6 +309,24 @@ class Syncer:
 
 def _position(flows_dir: str) -> Position:
     return Position(flows_dir, 1, 1)
+
+
+def _first_revision(change: FlowChange, commit: Commit, now: float) -> Row:
+    return {
+        "namespace": change.namespace,
+        "flow_id": change.flow_id,
+        "revision": 1,
+        "source": change.source or "",
+        "blob": change.blob,
+        "deleted": False,
+        "equals_revision": None,
+        "path": change.path,
+        "commit_sha": commit.sha,
+        "commit_author": commit.author,
+        "commit_date": commit.date,
+        "commit_message": commit.message,
+        "created_at": now,
+    }
 
 
 def _apply_change(tx: Tx, change: FlowChange, commit: Commit, now: float, first: bool) -> None:
