@@ -40,9 +40,8 @@ LOCAL_URL_SECRETS = {"SLACK_WEBHOOK_URL": "{url}/slack"}
 LOCAL_URL_FLOWS = {"ops_healthcheck", "notify_slack", "notify_on_failure"}
 
 SKIPPED_FOR_FILES = {
-    "selfservice_bulk_import": "its FILE input defaults to a namespace file (nsfile:///…): "
-    "namespace files deploy with their commit in issue 4, and input resolution does not "
-    "read nsfile:// yet",
+    "selfservice_bulk_import": "its FILE input defaults to a namespace file (nsfile:///…), "
+    "and input resolution does not read Kestra's nsfile:// URIs yet",
 }
 
 
