@@ -33,7 +33,6 @@ from headwater.daemon.sync import Syncer, SyncOutcome
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 600.0  # fetch errors retry with backoff up to this
-WATCH_DEBOUNCE_SECONDS = 0.05  # ref events within this window make one sync
 # A webhook or watch hint this soon after the last sync began waits out the rest, and the
 # hints arriving meanwhile join it: a burst of pushes makes a few syncs, not one per push,
 # while a lone push still deploys at once.

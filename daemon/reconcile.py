@@ -215,7 +215,7 @@ def plan_commit(
             for f in _deployed_at(deployed, deleted_paths, flows_dir)
             if (f["namespace"], f["flow_id"]) not in seen
         ]
-    _check_namespace_file_sizes(mirror, head, prefix, result, base, candidates)
+    _check_namespace_file_sizes(mirror, head, prefix, result, candidates)
     parsed = _validate_all(mirror, to_validate, pool)
     for (item, blob), (flow_file, refs) in zip(to_validate, parsed, strict=True):
         key = (item.namespace or "", item.flow_id or "")
@@ -275,7 +275,6 @@ def _check_namespace_file_sizes(
     head: str,
     prefix: str,
     result: Reconciliation,
-    base: str | None,
     candidates: Sequence[tuple[str, str | None, str | None]],
 ) -> None:
     changed = {p for p, _, _ in candidates if f"/{defaults.NAMESPACE_FILES_DIR}/" in p}

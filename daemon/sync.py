@@ -76,6 +76,11 @@ class Syncer:
             tx.update_sync_state({"suspended": False, "pinned_commit": None})
 
     def state(self) -> Row:
+        """The sync state (read without the write lock, except the very first time)."""
+        with self.store.read() as tx:
+            found = tx.existing_sync_state()
+        if found is not None:
+            return found
         with self.store.write() as tx:
             return tx.sync_state()
 

@@ -28,7 +28,7 @@ from headwater.daemon.engine.context import (
     text_of,
 )
 from headwater.daemon.engine.inputs import InputsRefused, UploadedFile, resolve_inputs
-from headwater.daemon.engine.states import ACTIVE, State
+from headwater.daemon.engine.states import ACTIVE, State, check_transition
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.base import Flowable, Task
@@ -96,6 +96,7 @@ class Planner:
     def set_state(self, run: Row, state: State, error: str | None = None) -> None:
         if run["state"] == state:
             return
+        check_transition(State(run["state"]), state, f"task run {run['task_id']}")
         values: dict[str, Any] = {"state": state.value}
         if state == State.RUNNING and run.get("start_date") is None:
             values["start_date"] = self.now

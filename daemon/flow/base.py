@@ -20,7 +20,6 @@ from headwater.daemon.flow.types import (
     PositiveInt,
     TaskId,
     Text,
-    TextMap,
     choice,
 )
 
@@ -175,11 +174,6 @@ class NamespaceFiles(Model):
     exclude: list[Text] | None = None
     """Glob patterns of files to leave out."""
 
-
-InputFiles = Annotated[
-    dict[str, str] | str,
-    *TextMap.__metadata__,
-]
 
 # -- triggers --------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ calling itself, plugin defaults naming a known type.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from headwater.daemon.flow import registry as reg
@@ -153,6 +153,3 @@ def _check_plugin_defaults(flow: dict[str, Any], report: Reporter) -> None:
             name = item.get("type")
             if isinstance(name, str) and not known_prefix(name):
                 report((*path, "type"), f"pluginDefaults type '{name}' matches no known type")
-
-
-Check = Callable[[dict[str, Any], Path, Reporter], None]

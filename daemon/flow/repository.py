@@ -126,7 +126,7 @@ def scan(
     else:
         with paused_gc():
             tree.flows = [validate_located(item) for item in located]
-    check_references(tree.flows, tree_diagnostics=tree.diagnostics)
+    check_references(tree.flows)
     return tree
 
 
@@ -333,7 +333,6 @@ def _file_error(item: Located, message: str) -> FlowFile:
 def check_references(
     flows: Iterable[FlowFile],
     known: set[tuple[str, str]] | None = None,
-    tree_diagnostics: list[Diagnostic] | None = None,
 ) -> None:
     """Add an error to each flow that names a flow that does not exist.
 

@@ -34,14 +34,3 @@ def iter_children(task: dict[str, Any], path: Path) -> Iterator[tuple[Path, dict
         return
     for suffix, tasks in entry.model.child_lists(task):
         yield from _iter_list(tasks, (*path, *suffix))
-
-
-def iter_mappings(value: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
-    """Every value of a raw tree with its path, depth first."""
-    yield path, value
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from iter_mappings(child, (*path, key))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from iter_mappings(child, (*path, i))

@@ -298,6 +298,14 @@ class Tx:
             self.connection.execute(insert(REFERENCES), rows)
 
     # -- sync --------------------------------------------------------------------------
+    def existing_sync_state(self) -> Row | None:
+        row = (
+            self.connection.execute(select(SYNC_STATE).where(SYNC_STATE.c.id == 1))
+            .mappings()
+            .first()
+        )
+        return dict(row) if row else None
+
     def sync_state(self) -> Row:
         row = (
             self.connection.execute(select(SYNC_STATE).where(SYNC_STATE.c.id == 1))
