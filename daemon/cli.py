@@ -7,12 +7,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic
 from headwater.daemon.flow.validate import FlowFile
+
+if TYPE_CHECKING:
+    from headwater.daemon.client import Client
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -340,6 +344,246 @@ def sync_resume(server: str) -> None:
 
     status = Client(server).post("/api/v1/sync/resume", {})
     click.echo(f"sync is {status.get('status')}")
+
+
+@main.group()
+@click.option(
+    "--server",
+    envvar="HEADWATER_SERVER",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The daemon's URL (or HEADWATER_SERVER).",
+)
+@click.pass_context
+def execution(ctx: click.Context, server: str) -> None:
+    """Control an execution on a running daemon: kill, restart, replay, resume.
+
+    The token comes from HEADWATER_TOKEN. Each command prints the execution's id and
+    state; with --wait it waits for the end and exits 0 for SUCCESS or WARNING, 1
+    otherwise. A state that does not allow the command exits 1 and says why.
+    """
+    ctx.obj = server
+
+
+_WAIT = click.option("--wait", is_flag=True, help="Wait for the execution to end.")
+
+
+@execution.command("kill")
+@click.argument("execution_id")
+@_WAIT
+@click.pass_obj
+def execution_kill(server: str, execution_id: str, wait: bool) -> None:
+    """Kill a running, paused or queued execution (its processes are stopped)."""
+    _control(server, execution_id, "kill", {}, wait)
+
+
+@execution.command("restart")
+@click.argument("execution_id")
+@_WAIT
+@click.pass_obj
+def execution_restart(server: str, execution_id: str, wait: bool) -> None:
+    """Run a FAILED or KILLED execution's failed tasks again; what succeeded is kept."""
+    _control(server, execution_id, "restart", {}, wait)
+
+
+@execution.command("replay")
+@click.argument("execution_id")
+@click.option("--task-run", "task_run_id", help="Start from this task run (default: the start).")
+@click.option("-i", "--input", "inputs", multiple=True, help="New input: name=value (repeat).")
+@_WAIT
+@click.pass_obj
+def execution_replay(
+    server: str, execution_id: str, task_run_id: str | None, inputs: tuple[str, ...], wait: bool
+) -> None:
+    """Start a new execution of an ended one, with the same revision and inputs.
+
+    The task runs before --task-run are copied with their outputs; given inputs
+    replace all the old ones (inputs not given take their defaults).
+    """
+    body: dict[str, object] = {}
+    if task_run_id:
+        body["taskRunId"] = task_run_id
+    if inputs:
+        pairs = [text.partition("=") for text in inputs]
+        bad = [name for name, equals, _ in pairs if not equals or not name]
+        if bad:
+            raise click.UsageError(f"inputs are given as name=value, got {bad[0]!r}")
+        body["inputs"] = {name: value for name, _, value in pairs}
+    _control(server, execution_id, "replay", body, wait)
+
+
+@execution.command("resume")
+@click.argument("execution_id")
+@_WAIT
+@click.pass_obj
+def execution_resume(server: str, execution_id: str, wait: bool) -> None:
+    """Resume a PAUSED execution."""
+    _control(server, execution_id, "resume", {}, wait)
+
+
+def _control(
+    server: str, execution_id: str, verb: str, body: dict[str, object], wait: bool
+) -> None:
+    from urllib.parse import quote
+
+    from headwater.daemon.client import Client
+
+    client = Client(server)
+    row = client.post(f"/api/v1/executions/{quote(execution_id, safe='')}/{verb}", body)
+    shown = row.get("id", execution_id)
+    if shown != execution_id:
+        click.echo(f"execution {shown} replays {execution_id}")
+    if wait:
+        row = client.wait_for_end(str(shown))
+    state = row.get("state", {}).get("current")
+    click.echo(f"execution {shown} is {state}")
+    if wait:
+        sys.exit(0 if state in ("SUCCESS", "WARNING") else 1)
+
+
+@main.command()
+@click.argument("namespace")
+@click.argument("flow_id", metavar="FLOW")
+@click.option(
+    "-i", "--input", "inputs", multiple=True, help="An input: name=value (name=@path for a file)."
+)
+@click.option("--label", "labels", multiple=True, help="A label: key=value (repeat).")
+@click.option("--wait", is_flag=True, help="Follow the execution to its end, with progress.")
+@click.option(
+    "--server",
+    envvar="HEADWATER_SERVER",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The daemon's URL (or HEADWATER_SERVER).",
+)
+def execute(
+    namespace: str,
+    flow_id: str,
+    inputs: tuple[str, ...],
+    labels: tuple[str, ...],
+    wait: bool,
+    server: str,
+) -> None:
+    """Start an execution of a deployed flow on a running daemon.
+
+    The token comes from HEADWATER_TOKEN. Prints the new execution's id. With --wait,
+    prints each task run's state as it changes, then the end state; exit 0 when it
+    ends SUCCESS or WARNING, 1 otherwise (its error is printed). Inputs the flow refuses
+    start nothing and exit 1 with every problem.
+    """
+    from urllib.parse import quote, urlencode
+
+    from headwater.daemon.client import Client
+
+    fields, files = _input_flags(inputs)
+    pairs = [_pair(text, "--label", "key=value") for text in labels]
+    query = urlencode([("labels", f"{key}:{value}") for key, value in pairs])
+    path = f"/api/v1/executions/{quote(namespace, safe='')}/{quote(flow_id, safe='')}"
+    path += f"?{query}" if query else ""
+    client = Client(server)
+    row = client.post_form(path, fields, files) if files else client.post(path, {"inputs": fields})
+    click.echo(f"execution {row.get('id')} of {namespace}.{flow_id} started")
+    if not wait:
+        return
+    row = _follow(client, str(row.get("id")))
+    state = row.get("state", {}).get("current")
+    click.echo(f"execution {row.get('id')} ended {state}")
+    if row.get("error"):
+        click.echo(f"error: {row['error']}", err=True)
+    sys.exit(0 if state in ("SUCCESS", "WARNING") else 1)
+
+
+def _pair(text: str, flag: str, form: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise click.UsageError(f"{flag} {text!r}: write {form}")
+    return name, value
+
+
+def _input_flags(flags: tuple[str, ...]) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """Text inputs, and file inputs (`name=@path`) read from disk."""
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    for flag in flags:
+        name, value = _pair(flag, "-i", "name=value (name=@path for a file)")
+        if not value.startswith("@"):
+            fields[name] = value
+            continue
+        path = Path(value[1:])
+        try:
+            files[name] = (path.name, path.read_bytes())
+        except OSError as exc:
+            raise click.UsageError(f"-i {flag!r}: cannot read {path}: {exc.strerror}") from None
+    return fields, files
+
+
+FOLLOW_POLL_SECONDS = 0.3  # how often `execute --wait` reads the execution
+ENDED = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
+
+
+def _follow(client: Client, execution_id: str) -> dict[str, Any]:
+    """Read the execution until it ends, printing each task run whose state changed."""
+    import time
+    from urllib.parse import quote
+
+    seen: dict[str, str] = {}
+    while True:
+        row = client.get(f"/api/v1/executions/{quote(execution_id, safe='')}")
+        for run in row.get("taskRunList") or []:
+            state = run["state"]["current"]
+            if seen.get(run["id"]) != state:
+                seen[run["id"]] = state
+                click.echo(_progress_line(run, state))
+        if row["state"]["current"] in ENDED:
+            return dict(row)
+        time.sleep(FOLLOW_POLL_SECONDS)
+
+
+def _progress_line(run: dict[str, Any], state: str) -> str:
+    label = run["taskId"] + (f"[{run['value']}]" if run.get("value") is not None else "")
+    line = f"  {label:<30} {state}"
+    if state in ENDED and run["state"].get("duration"):
+        line += f" in {run['state']['duration'].removeprefix('PT').lower()}"  # PT1M2.5S: 1m2.5s
+    if run.get("error") and state in ("FAILED", "KILLED", "WARNING"):
+        line += f": {run['error']}"
+    return line
+
+
+@main.command()
+@click.argument("namespace")
+@click.argument("flow_id", metavar="FLOW")
+@click.argument("trigger_id", metavar="TRIGGER")
+@click.option("--from", "start", required=True, help="First time (RFC 3339, or a date).")
+@click.option("--to", "end", required=True, help="Last time, included (RFC 3339, or a date).")
+@click.option(
+    "--server",
+    envvar="HEADWATER_SERVER",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The daemon's URL (or HEADWATER_SERVER).",
+)
+def backfill(
+    namespace: str, flow_id: str, trigger_id: str, start: str, end: str, server: str
+) -> None:
+    """Run a Schedule trigger over a past range on a running daemon.
+
+    Each time of the cron from --from to --to (both included) starts one execution,
+    with `trigger.date` set to that time; a time the schedule already fired is not
+    fired again. Times without an offset are read in the schedule's time zone. The
+    daemon creates the executions at a bounded rate; this prints how many and returns.
+    The token comes from HEADWATER_TOKEN.
+    """
+    from urllib.parse import quote
+
+    from headwater.daemon.client import Client
+
+    parts = "/".join(quote(part, safe="") for part in (namespace, flow_id, trigger_id))
+    answer = Client(server).post(f"/api/v1/triggers/{parts}/backfill", {"from": start, "to": end})
+    click.echo(
+        f"backfill of {namespace}.{flow_id} trigger {trigger_id}: {answer.get('times')} "
+        f"time(s) from {answer.get('first')} to {answer.get('last')}, "
+        f"{answer.get('perSecond')} a second"
+    )
 
 
 if __name__ == "__main__":

@@ -68,3 +68,21 @@ class ValidationFailed(HeadwaterError):
 
     def __str__(self) -> str:
         return "\n".join(str(d) for d in self.diagnostics)
+
+
+class ExecutionNotFound(HeadwaterError):
+    """No execution has this id."""
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"execution {execution_id} does not exist")
+        self.execution_id = execution_id
+
+
+class ExecutionStateConflict(HeadwaterError):
+    """The execution's state does not allow what was asked (kill an ended one, restart a
+    successful one); the message says which state it is in and what would be allowed."""
+
+    def __init__(self, execution_id: str, state: str, message: str) -> None:
+        super().__init__(f"execution {execution_id} is {state}: {message}")
+        self.execution_id = execution_id
+        self.state = state

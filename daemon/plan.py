@@ -27,11 +27,11 @@ from croniter import croniter
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, HeadwaterError
 from headwater.daemon.flow import registry as reg
-from headwater.daemon.flow.repository import place_of, references
+from headwater.daemon.flow.repository import place_of
 from headwater.daemon.flow.triggers.schedule import NICKNAMES
 from headwater.daemon.flow.walk import iter_tasks
 from headwater.daemon.git import Mirror
-from headwater.daemon.reconcile import Reconciliation, plan_commit
+from headwater.daemon.reconcile import Reconciliation, flow_references, plan_commit
 from headwater.daemon.store.store import Row
 
 FIRE_TIMES = 3  # next fire times shown per changed schedule
@@ -94,7 +94,7 @@ class TreeState:
                 continue
             if not isinstance(raw, dict):
                 continue
-            for _, kind, ns, fid in references(raw):
+            for ns, fid, kind in flow_references(raw):
                 if (ns, fid) in wanted:
                     found.append(
                         {

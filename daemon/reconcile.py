@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -25,7 +25,11 @@ from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, Position
 from headwater.daemon.flow.repository import (
     Located,
+    add_errors,
     check_references,
+    find_loop,
+    loop_edges,
+    loop_problem,
     namespace_file_problem,
     paused_gc,
     place_of,
@@ -121,6 +125,11 @@ class _Deployed:
         return {key: row for key, row in self._rows.items() if row is not None}
 
 
+DeploymentCheck = Callable[[dict[str, Any]], list[tuple[tuple[str | int, ...], str]]]
+"""A raw flow -> its (path, message) problems under this deployment's settings (the
+directories file triggers may read, say): what `validate` cannot know."""
+
+
 def plan_commit(
     tx: DeployedState,
     mirror: Mirror,
@@ -129,8 +138,10 @@ def plan_commit(
     flows_dir: str = defaults.DEFAULT_FLOWS_DIR,
     allow_empty: bool = False,
     pool: ProcessPoolExecutor | None = None,
+    check: DeploymentCheck | None = None,
 ) -> Reconciliation:
-    """What deploying `head` over the deployed `base` means (read-only)."""
+    """What deploying `head` over the deployed `base` means (read-only); `check` adds
+    the problems that depend on this deployment's settings to each changed flow."""
     result = Reconciliation(head=head, base=base)
     if base is not None and not mirror.exists(base):
         base = None  # the deployed commit is gone from history: compare whole trees
@@ -229,6 +240,11 @@ def plan_commit(
             FlowChange(flow["namespace"], flow["flow_id"], flow.get("path") or "", "delete")
         )
     _check_references(tx, result, deployed)
+    _check_trigger_loops(tx, result)
+    if check is not None:
+        for change in result.changes:
+            if change.parsed is not None and isinstance(change.parsed.raw, dict):
+                add_errors(change.parsed, check(change.parsed.raw))
     result.errors += [d for c in result.changes if c.parsed for d in c.parsed.diagnostics]
     if result.count("delete") and not allow_empty:
         before = len(deployed.all())
@@ -364,11 +380,57 @@ def _check_references(tx: DeployedState, result: Reconciliation, deployed: _Depl
         )
 
 
+GUARDED = "guarded trigger"
+"""Kind of a reference by a flow trigger that is disabled or has an Expression condition:
+it cannot make a certain loop ("trigger" references can)."""
+
+
 def flow_references(raw: Any) -> Iterable[tuple[str, str, str]]:
-    """(namespace, flow id, kind) of the literal references in a raw flow."""
+    """(namespace, flow id, kind) of the literal references in a raw flow: kind is
+    "subflow", "trigger" or GUARDED."""
     if not isinstance(raw, dict):
         return []
+    loops = {path for path, _ in loop_edges(raw)}
     return [
-        (ns, fid, "subflow" if kind == "subflow" else "trigger")
-        for _, kind, ns, fid in references(raw)
+        (ns, fid, "subflow" if kind == "subflow" else "trigger" if path in loops else GUARDED)
+        for path, kind, ns, fid in references(raw)
     ]
+
+
+def _check_trigger_loops(tx: DeployedState, result: Reconciliation) -> None:
+    """Refuse a commit whose flow triggers close a loop (see repository.loop_edges).
+
+    A new loop goes through a changed flow, so only cycles through changed flows are
+    looked for; the deployed flows' edges come from the references table ("trigger"
+    rows, kept by `flow_references`), the changed flows' from their new source.
+    """
+    gone = {(c.namespace, c.flow_id) for c in result.changes if c.action == "delete"}
+    changed = {
+        (c.namespace, c.flow_id): c.parsed
+        for c in result.changes
+        if c.action != "delete" and c.parsed is not None
+    }
+    edges = {key: loop_edges(parsed.raw) for key, parsed in changed.items()}
+    following: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for key, found in edges.items():
+        for _, upstream in found:
+            following.setdefault(upstream, []).append(key)
+    read: dict[tuple[str, str], list[tuple[str, str]]] = {}
+
+    def downstream(node: tuple[str, str]) -> list[tuple[str, str]]:
+        if node in gone:
+            return []
+        if node not in read:
+            read[node] = [
+                (row["namespace"], row["flow_id"])
+                for row in tx.referencing([node])
+                if row["kind"] == "trigger"
+                and (row["namespace"], row["flow_id"]) not in changed
+                and (row["namespace"], row["flow_id"]) not in gone
+            ]
+        return read[node] + following.get(node, [])
+
+    for key, found in edges.items():
+        cycle = find_loop(key, downstream) if found else []
+        if cycle:
+            add_errors(changed[key], [loop_problem(key, found, cycle)])

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from headwater.daemon.git import Commit
+from headwater.daemon.storage import LocalStorage
 from headwater.daemon.store.store import Row, Store
 from headwater.daemon.sync import SyncOutcome
+from headwater.daemon.triggers.webhook import WebhookCall
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,23 @@ class WebSettings:
     """Shared secret for git webhooks (HMAC key, or GitLab's token)."""
     max_webhook_bytes: int = 1024 * 1024
     read_only: bool = False
+    read_requires_token: bool = False
+    """Reading the page or the API also needs the token (a bearer token or a sign-in)."""
+    session_secret: str | None = None
+    """Key that signs the page's session cookie; None: read or made in `session_key_file`."""
+    session_key_file: Path | None = None
+    """Where a generated session key is kept (the data directory); None: one per process."""
 
 
 class Services(Protocol):
     store: Store
     web: WebSettings
+    storage: LocalStorage
+    """Internal storage: the page offers output files and FILE inputs for download."""
+
+    def commit_info(self, sha: str) -> Commit | None:
+        """A commit of the tracked repository (author, date, message); None if git cannot say."""
+        ...
 
     def request_sync(self, cause: str) -> None:
         """Ask for a sync soon (coalesced with others); returns at once."""
@@ -56,6 +72,59 @@ class Services(Protocol):
 
         Raises FlowNotFound (no such deployed flow) or InputsRefused (every input
         problem; nothing is created).
+        """
+        ...
+
+    def fire_webhook(
+        self, namespace: str, flow_id: str, key: str, call: WebhookCall
+    ) -> Row | None:
+        """Start an execution for a call to a flow's webhook URL; None when no enabled
+        Webhook trigger of the deployed flow has `key` (an unknown flow too).
+
+        Raises InputsRefused or another HeadwaterError when the trigger's inputs fail.
+        """
+        ...
+
+    def backfill(self, namespace: str, flow_id: str, trigger_id: str, start: str, end: str) -> Row:
+        """Queue a backfill of a Schedule trigger over [start, end] (RFC 3339 texts); a
+        summary (times, first, last, perSecond).
+
+        Raises TriggerNotFound, BackfillRunning, or BackfillError (a bad range).
+        """
+        ...
+
+    def kill_execution(self, execution_id: str) -> Row:
+        """Ask an execution to end KILLED (its running processes stop); its row after.
+
+        Raises ExecutionNotFound, or ExecutionStateConflict when it has ended.
+        """
+        ...
+
+    def restart_execution(self, execution_id: str) -> Row:
+        """Run a FAILED or KILLED execution's failed task runs again, in place.
+
+        Raises ExecutionNotFound, or ExecutionStateConflict for any other state.
+        """
+        ...
+
+    def replay_execution(
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> Row:
+        """A new execution of an ended one (from `task_run_id`, with new `inputs`); the new row.
+
+        Raises ExecutionNotFound, ExecutionStateConflict (not ended), TaskRunNotFound,
+        or InputsRefused (nothing is created).
+        """
+        ...
+
+    def resume_execution(self, execution_id: str, inputs: Mapping[str, Any] | None = None) -> Row:
+        """Resume a PAUSED execution; its row after.
+
+        Raises ExecutionNotFound, ExecutionStateConflict (not paused), or ResumeRefused
+        (inputs given: a Pause takes none).
         """
         ...
 

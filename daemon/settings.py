@@ -7,12 +7,15 @@ never from flags, so they do not show in `ps`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from headwater.daemon import defaults
+from headwater.runners.docker_settings import DEFAULT_IMAGES
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"  # loopback unless told otherwise (and then a token is required)
@@ -48,6 +51,37 @@ class Settings(BaseSettings):
     secrets_file: Path | None = None
     """File of secrets for secret('NAME'), outside git."""
     workers: int = 4
+    file_trigger_dirs: Annotated[list[Path], NoDecode] = []
+    """Directories file triggers may read, separated by ':' like PATH; none by default."""
     allow_empty: bool = False
     """Allow a commit that deletes every deployed flow."""
     read_only: bool = False
+    """The page and API show everything and change nothing (every write answers 403)."""
+    read_requires_token: bool = False
+    """Reading the page or the API needs the token too (sign-in on the page)."""
+    session_secret: str | None = Field(default=None, repr=False)
+    """Key that signs page sessions; default: one generated in the data directory."""
+    # Containers (docs/runners.md): the Docker socket is root on its host.
+    default_runner: Literal["process", "docker"] = "process"
+    """Where script tasks without a taskRunner run."""
+    docker_host: str | None = None
+    """Docker engine URL; default: DOCKER_HOST, else the local socket."""
+    docker_image_shell: str = DEFAULT_IMAGES["shell"]
+    """Image of shell tasks that name none."""
+    docker_image_python: str = DEFAULT_IMAGES["python"]
+    docker_image_node: str = DEFAULT_IMAGES["node"]
+    docker_volumes: Annotated[list[Path], NoDecode] = []
+    """Host directories tasks may mount with `volumes`, separated by ':'; none by default."""
+    docker_network: bool = True
+    """Whether containers may use the network (false: every container gets networkMode none)."""
+    docker_max_containers: int = Field(default=4, ge=1)
+    """Containers this daemon runs at once; more container tasks wait for a slot."""
+    docker_files: Literal["copy", "mount"] = "copy"
+    """How a working directory reaches its container: copied through the API, or bind-mounted."""
+
+    @field_validator("file_trigger_dirs", "docker_volumes", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value

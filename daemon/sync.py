@@ -21,7 +21,7 @@ from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, HeadwaterError, Position
 from headwater.daemon.flow.repository import paused_gc
 from headwater.daemon.git import Commit, GitError, Mirror
-from headwater.daemon.reconcile import FlowChange, Reconciliation, plan_commit
+from headwater.daemon.reconcile import DeploymentCheck, FlowChange, Reconciliation, plan_commit
 from headwater.daemon.store.store import Row, Store, Tx
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,11 @@ class Syncer:
         allow_empty: bool = False,
         clock: Callable[[], float] = time.time,
         pool: ProcessPoolExecutor | None = None,
+        check: DeploymentCheck | None = None,
     ) -> None:
         self.store = store
+        self.check = check
+        """Problems that depend on this deployment's settings; a commit with any is refused."""
         self.mirror = mirror
         self.flows_dir = flows_dir
         self.allow_empty = allow_empty
@@ -193,7 +196,14 @@ class Syncer:
         try:
             with self.store.read() as tx:
                 plan = plan_commit(
-                    tx, self.mirror, head, deployed, self.flows_dir, self.allow_empty, self.pool
+                    tx,
+                    self.mirror,
+                    head,
+                    deployed,
+                    self.flows_dir,
+                    self.allow_empty,
+                    self.pool,
+                    self.check,
                 )
         except (HeadwaterError, OSError) as exc:
             plan = Reconciliation(head=head, base=deployed)

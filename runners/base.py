@@ -24,6 +24,25 @@ class Limits:
 
     cpus: float | None = None
     memory_bytes: int | None = None
+    memory_swap_bytes: int | None = None
+    """Memory plus swap (containers); None: no swap beyond `memory_bytes`."""
+
+
+PullPolicy = Literal["ALWAYS", "IF_NOT_PRESENT", "NEVER"]
+
+
+@dataclass(frozen=True)
+class ContainerOptions:
+    """How a container runner starts the container; the process runner ignores them."""
+
+    pull_policy: PullPolicy = "IF_NOT_PRESENT"
+    network_mode: str | None = None
+    """None: the deployment's default (bridge where containers may use the network)."""
+    volumes: tuple[str, ...] = ()
+    """Extra bind mounts `host:container[:ro]`, checked against what the deployment allows."""
+    user: str | None = None
+    entrypoint: tuple[str, ...] | None = None
+    """None: no entrypoint (the image's own is cleared), so `command` runs as given."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +58,16 @@ class RunSpec:
     timeout: float | None = None
     """Seconds before the command is stopped and the run reported as timed out."""
     image: str | None = None
-    """Container image (container runners only)."""
+    """Container image (container runners only); None: the runner's default for `language`."""
+    language: str | None = None
+    """What the command runs (shell, python, node): picks a container runner's default image."""
     limits: Limits = Limits()
+    container: ContainerOptions = ContainerOptions()
     labels: dict[str, str] = field(default_factory=dict)
     """Labels naming the execution and task run (container runners put them on the container)."""
+    keep_files: bool = True
+    """Whether what the command leaves in `workdir` is used afterwards (output files, a
+    shared working directory): a container runner copies it back only then."""
 
 
 @dataclass(frozen=True)

@@ -249,7 +249,7 @@ def _start_error(spec: RunSpec, exc: Exception) -> str:
     return f"{command}: {exc.strerror or exc}"
 
 
-class _LineSplitter:
+class LineSplitter:
     """Turns one stream's bytes into lines for the sink; holds at most one partial line."""
 
     __slots__ = ("_pending", "_sink", "_stream")
@@ -325,7 +325,7 @@ class _Watch:
         self.kill_at: float | None = None
         self.pidfd = _open_pidfd(proc.pid)
         self.selector = selectors.PollSelector()
-        self.splitters: dict[int, _LineSplitter] = {}
+        self.splitters: dict[int, LineSplitter] = {}
         self._watch_pipes(on_line)
 
     def _watch_pipes(self, on_line: LineSink) -> None:
@@ -336,7 +336,7 @@ class _Watch:
             ("stderr", self.proc.stderr),
         )
         for stream, pipe in pipes:
-            splitter = _LineSplitter(stream, on_line)
+            splitter = LineSplitter(stream, on_line)
             self.splitters[pipe.fileno()] = splitter
             self.selector.register(pipe.fileno(), selectors.EVENT_READ, splitter)
         if self.pidfd is not None:

@@ -94,6 +94,7 @@ class FakeContext:
         self.logs: list[tuple[str, str]] = []
         self.workdir = tmp_path / "work"
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.shared_workdir = False
         self._namespace_files = dict(namespace_files or {})
 
     # -- TaskContext
@@ -113,6 +114,9 @@ class FakeContext:
 
     def working_directory(self) -> Path:
         return self.workdir
+
+    def working_directory_is_shared(self) -> bool:
+        return self.shared_workdir
 
     def namespace_files(
         self, include: list[str] | None = None, exclude: list[str] | None = None

@@ -20,9 +20,12 @@ from headwater.daemon.engine.inputs import InputsRefused
 from headwater.daemon.engine.logs import LEVELS
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.store import queries
+from headwater.daemon.store.store import Row, Tx
 from headwater.web import gitwebhook, params, serialize
 from headwater.web.auth import write_call
 from headwater.web.errors import ApiError
+from headwater.web.pages import flowsource
+from headwater.web.pages.display import HIDDEN
 from headwater.web.seam import now, services
 
 audit = logging.getLogger("headwater.audit")
@@ -192,12 +195,20 @@ def get_flow(namespace: str, flow_id: str) -> ResponseReturnValue:
         if row["deleted"]:
             gone = serialize.deleted_message(row)
             raise ApiError(404, gone.pop("message"), **gone)
-        return serialize.flow_detail(row)
+        return _keys_hidden(serialize.flow_detail(row))
     if shown is None:
         raise ApiError(404, f"flow {name} has no revision {wanted}")
     if shown["deleted"]:
         raise ApiError(404, f"revision {wanted} of flow {name} deleted it; it has no source")
-    return serialize.flow_detail(row, shown)
+    return _keys_hidden(serialize.flow_detail(row, shown))
+
+
+def _keys_hidden(detail: serialize.Json) -> serialize.Json:
+    """The flow with its Webhook trigger keys masked in the source: a key is a password."""
+    source = detail.get("source")
+    if source:
+        detail["source"] = flowsource.read(source).shown(source)
+    return detail
 
 
 @blueprint.get("/flows/<namespace>/<flow_id>/revisions")
@@ -254,9 +265,11 @@ def search_executions() -> ResponseReturnValue:
     page = params.page(request)
     namespace, flow_id = request.args.get("namespace"), request.args.get("flowId")
     states = params.states(request)
+    since, until = params.moment(request, "startDate"), params.moment(request, "endDate")
     with services().store.read() as tx:
-        found = queries.search_executions(tx, page, namespace, flow_id, states)
+        found = queries.search_executions(tx, page, namespace, flow_id, states, since, until)
         runs = queries.task_runs_of(tx, [row["id"] for row in found.results])
+        found.results = _secrets_masked(tx, found.results)
     moment = now()
     return serialize.found(found, lambda row: serialize.execution(row, runs[row["id"]], moment))
 
@@ -270,9 +283,27 @@ def _execution(execution_id: str) -> ResponseReturnValue:
     with services().store.read() as tx:
         row = tx.execution(execution_id)
         runs = tx.task_runs(execution_id) if row else []
-    if row is None:
+        shown = _secrets_masked(tx, [row]) if row else []
+    if not shown:
         raise ApiError(404, f"execution {execution_id} does not exist")
-    return serialize.execution(row, runs, now())
+    return serialize.execution(shown[0], runs, now())
+
+
+def _secrets_masked(tx: Tx, rows: list[Row]) -> list[Row]:
+    """Executions with the values of their SECRET inputs masked, as the page shows them."""
+    secret: dict[tuple[str, str, int], frozenset[str]] = {}
+    masked = []
+    for row in rows:
+        key = (row["namespace"], row["flow_id"], row["flow_revision"])
+        if key not in secret:
+            revision = tx.revision(*key)
+            secret[key] = flowsource.read(revision["source"] if revision else "").secret_inputs
+        inputs = row.get("inputs") or {}
+        if secret[key] & set(inputs):
+            hidden = {k: HIDDEN if k in secret[key] else v for k, v in inputs.items()}
+            row = {**row, "inputs": hidden}
+        masked.append(row)
+    return masked
 
 
 @blueprint.get("/logs/<execution_id>")
@@ -282,12 +313,13 @@ def execution_logs(execution_id: str) -> ResponseReturnValue:
     if minimum not in LEVELS:
         raise ApiError(400, f"minLevel must be one of {', '.join(LEVELS)}")
     after = params.integer(request, "after", 0, 0)
+    before = params.integer(request, "before", 0, 1) or None
     limit = params.integer(request, "limit", DEFAULT_LOG_LINES, 1, MAX_LOG_LINES)
     levels = LEVELS[LEVELS.index(minimum) :] if minimum != LEVELS[0] else None
     with services().store.read() as tx:
         if tx.execution(execution_id) is None:
             raise ApiError(404, f"execution {execution_id} does not exist")
         rows = queries.execution_logs(
-            tx, execution_id, levels, request.args.get("taskRunId"), after, limit
+            tx, execution_id, levels, request.args.get("taskRunId"), after, limit, before
         )
     return [serialize.log_line(row) for row in rows]

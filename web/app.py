@@ -15,7 +15,18 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from headwater.daemon.services import Services
-from headwater.web import api, errors, health
+from headwater.web import (
+    api,
+    auth,
+    control_api,
+    errors,
+    health,
+    metrics,
+    openapi,
+    pages,
+    triggers_api,
+    webhook_trigger,
+)
 from headwater.web.seam import install
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +45,14 @@ def create_app(services: Services, clock: Callable[[], float] = time.time) -> Fl
     app.json = JsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     install(app, services, clock)
+    auth.install(app, services.web)
     errors.register(app)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(control_api.blueprint)
+    app.register_blueprint(webhook_trigger.blueprint)
+    app.register_blueprint(triggers_api.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(metrics.blueprint)
+    app.register_blueprint(pages.blueprint)
     return app

@@ -6,6 +6,7 @@ Every problem is an ApiError 400 (or 415) that says which parameter and what is 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from flask import Request
@@ -14,6 +15,7 @@ from werkzeug.datastructures import FileStorage
 from headwater.daemon.engine.inputs import UploadedFile
 from headwater.daemon.engine.states import State
 from headwater.daemon.store.queries import Page
+from headwater.web.auth import CSRF_FIELD
 from headwater.web.errors import ApiError
 
 DEFAULT_PAGE_SIZE = 25
@@ -52,6 +54,22 @@ def states(request: Request) -> list[str]:
         known = ", ".join(State.__members__)
         raise ApiError(400, f"unknown state {unknown[0]!r}; states are {known}")
     return [s for s in given if s]
+
+
+def moment(request: Request, name: str) -> float | None:
+    """An RFC 3339 time (`2026-01-31T12:00:00Z`) as seconds since the epoch, or None."""
+    text = request.args.get(name)
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise ApiError(
+            400, f"{name} must be an RFC 3339 time like 2026-01-31T12:00:00Z, got {text[:40]!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise ApiError(400, f"{name} needs a time zone (Z or +01:00), got {text[:40]!r}")
+    return value.timestamp()
 
 
 def commit(body: Any) -> str | None:
@@ -144,6 +162,8 @@ def form_inputs(request: Request) -> dict[str, Any]:
     """Form fields (a repeated field is a list) and files (each an UploadedFile)."""
     inputs: dict[str, Any] = {}
     for name, values in request.form.lists():
+        if name == CSRF_FIELD:  # a page form's CSRF token is not an input
+            continue
         inputs[name] = values[0] if len(values) == 1 else values
     for name, files in request.files.lists():
         uploads = [_upload(name, f) for f in files]

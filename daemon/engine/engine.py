@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from headwater.daemon.engine.containers import build_runners, remove_orphans_soon
 from headwater.daemon.engine.context import Renderer
+from headwater.daemon.engine.control import Control
 from headwater.daemon.engine.executor import ExecutionRequest, Executor
 from headwater.daemon.engine.flows import FlowCache, index_tasks, parse_flow
 from headwater.daemon.engine.inputs import (
@@ -38,7 +40,8 @@ from headwater.daemon.storage import LocalStorage
 from headwater.daemon.store.db import make_engine, sqlite_url
 from headwater.daemon.store.migrate import upgrade
 from headwater.daemon.store.store import Row, Store, Tx
-from headwater.runners.process import ProcessRunner
+from headwater.daemon.triggers.flowtrigger import FlowTriggers
+from headwater.runners.docker_settings import DockerSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,10 @@ class EngineSettings:
     secrets_file: Path | None = None
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 3.0
+    default_runner: str = "process"
+    """Where script tasks without a taskRunner run: process or docker."""
+    docker: DockerSettings | None = None
+    """The Docker runner's settings (default: DOCKER_HOST or the local socket)."""
 
 
 FlowSource = Callable[[str, str], str | None]
@@ -90,8 +97,11 @@ class Engine:
         self.flow_source: FlowSource | None = None
         self.executor = Executor(self.store, self.flows, self.renderer, clock, self._inputs)
         self.logs = LogWriter(self.store, self.masker, clock)
-        process = ProcessRunner()
-        runners = {"default": process, "core.runner.Process": process}
+        runners, self.docker = build_runners(
+            settings.default_runner,
+            settings.docker,
+            settings.db_url or str(settings.data_dir.resolve()),
+        )
         worker_settings = WorkerSettings(
             data_dir=settings.data_dir,
             lease_seconds=settings.lease_seconds,
@@ -114,11 +124,16 @@ class Engine:
             for i in range(settings.workers)
         ]
         self.pool = WorkerPool(self.workers, settings.heartbeat_seconds)
+        self.control = Control(self.executor, self.pool.cancel_execution)
+        """Kill, restart, replay and resume, with the checks people's requests need."""
         self._stop = threading.Event()
         self._executor_thread: threading.Thread | None = None
         self._ended_lock = threading.Condition()
         self._ended_ids: set[str] = set()
         self.executor.ended.append(self._on_ended)
+        self.flow_triggers = FlowTriggers(self.executor)
+        """Flow triggers fire in the transaction that ends their upstream execution."""
+        self.executor.ending.append(self.flow_triggers.on_end)
 
     # -- flows ---------------------------------------------------------------------------
     def deploy_source(self, source: str, path: str, commit: Row | None = None) -> Row:
@@ -129,6 +144,7 @@ class Engine:
         flow = parse_flow(source, path)
         with self.store.write() as tx:
             row = self._deploy(tx, flow, source, commit or {})
+        self.flow_triggers.changed()
         if self.flow_source is not None:
             self._deploy_subflows(flow)
         return row
@@ -212,6 +228,7 @@ class Engine:
             # every lease still held belongs to a process that died. Take them over now
             # rather than waiting for them to expire.
             self.store.expire_all_leases()
+        remove_orphans_soon(self.docker, self.store, self.clock)
         self.logs.start()
         self.pool.start()
         self._executor_thread = threading.Thread(

@@ -14,10 +14,14 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
+from headwater.daemon.engine import concurrency
 from headwater.daemon.engine import flowables as _flowables  # noqa: F401  (registers handlers)
 from headwater.daemon.engine.context import Renderer, plain
 from headwater.daemon.engine.flows import FlowCache, FlowNotFound
@@ -82,6 +86,8 @@ class ExecutionRequest:
     execution_id: str | None = None
     start_at: float | None = None
     """Do not start before this time (a retry of a failed execution waits its interval)."""
+    inputs_resolved: bool = False
+    """The inputs are an execution's typed inputs already (a replay): not resolved again."""
 
 
 InputResolver = Callable[[Flow, Mapping[str, Any], str], dict[str, Any]]
@@ -109,20 +115,41 @@ class Executor:
         self.rng = random.Random()
         self.ended: list[Callable[[Row], None]] = []
         """Called (outside the transaction) with each execution that ends."""
+        self.ending: list[Callable[[Tx, Row], list[Row]]] = []
+        """Called inside the transaction that ends an execution; each returns the executions
+        that ended because of what it wrote. Flow triggers fire here, so a fire commits
+        with the end that caused it (once, even if the process dies right after)."""
 
     # -- creating ------------------------------------------------------------------------
     def create_execution(self, request: ExecutionRequest) -> Row:
         """Create an execution and its first task runs in one transaction."""
-        with self.store.write() as tx:
-            existing = (
-                tx.execution_by_trigger_key(request.trigger_key) if request.trigger_key else None
-            )
-            if existing is not None:
-                return existing
-            row = self._insert_execution(tx, request)
-            ended = self._advance_rows(tx, row, [])  # just written: nothing to read back
+        try:
+            with self.store.write() as tx:
+                row, ended = self.create_in(tx, request)
+        except IntegrityError:
+            # PostgreSQL: another replica inserted the same trigger key after our check.
+            # Its execution is the one this cause made; the loser answers with it.
+            winner = self._by_trigger_key(request.trigger_key)
+            if winner is None:
+                raise
+            return winner
         self._after_commit(ended)
         return row
+
+    def _by_trigger_key(self, key: str | None) -> Row | None:
+        if key is None:
+            return None
+        with self.store.read() as tx:
+            return tx.execution_by_trigger_key(key)
+
+    def create_in(self, tx: Tx, request: ExecutionRequest) -> tuple[Row, list[Row]]:
+        """Create an execution in the caller's transaction, or find the one its
+        `trigger_key` already made; (its row, the executions that ended)."""
+        existing = tx.execution_by_trigger_key(request.trigger_key) if request.trigger_key else None
+        if existing is not None:
+            return existing, []
+        row = self._insert_execution(tx, request)
+        return row, self._advance_rows(tx, row, [])  # just written: nothing to read back
 
     def _insert_execution(self, tx: Tx, request: ExecutionRequest) -> Row:
         revision_row = tx.revision(request.namespace, request.flow_id, request.revision)
@@ -133,35 +160,18 @@ class Executor:
         flow = self.flows.get(request.namespace, request.flow_id, revision)
         execution_id = request.execution_id or uuid.uuid4().hex[:22]
         inputs = request.inputs
-        if self.resolve_inputs is not None:
+        if self.resolve_inputs is not None and not request.inputs_resolved:
             inputs = self.resolve_inputs(flow, request.inputs, execution_id)
         labels = {**_flow_labels(flow), **request.labels}
-        now = self.clock()
-        row: Row = {
-            "id": execution_id,
-            "namespace": request.namespace,
-            "flow_id": request.flow_id,
-            "flow_revision": revision,
-            "commit_sha": revision_row.get("commit_sha"),
-            "state": State.CREATED.value,
-            "created_at": now,
-            "inputs": inputs,
-            "labels": [{"key": k, "value": str(v)} for k, v in labels.items()],
-            "trigger": request.trigger,
-            "histories": [{"state": State.CREATED.value, "date": now}],
-            "original_id": request.original_id,
-            "parent_execution_id": request.parent_execution_id,
-            "parent_task_run_id": request.parent_task_run_id,
-            "trigger_key": request.trigger_key,
-            "depth": request.depth,
-            "dirty": False,
-            "kill_requested": False,
-            "wake_at": request.start_at,
-            "start_date": None,
-            "end_date": None,
-            "outputs": None,
-            "error": None,
-        }
+        row = execution_row(
+            request,
+            revision,
+            revision_row.get("commit_sha"),
+            execution_id,
+            inputs,
+            labels,
+            self.clock(),
+        )
         tx.insert_execution(row)
         return row
 
@@ -181,8 +191,33 @@ class Executor:
         flow = self.flows.get(
             execution["namespace"], execution["flow_id"], execution["flow_revision"]
         )
-        plan = Planner(flow, execution, runs, self.clock(), self.renderer).plan()
-        return self._apply(tx, execution, plan)
+        plan = concurrency.admit(tx, flow, execution, self.clock())
+        if plan is None:
+            plan = Planner(flow, execution, runs, self.clock(), self.renderer).plan()
+        ended = self._apply(tx, execution, plan)
+        if plan.ended:  # its slot is free at once: the next queued ones start now
+            for queued_id in concurrency.next_in_line(tx, flow, execution):
+                ended += self.advance(tx, queued_id)
+        return ended
+
+    def start_with_runs(
+        self, tx: Tx, request: ExecutionRequest, runs: list[Row]
+    ) -> tuple[Row, list[Row]]:
+        """Create an execution that starts with `runs` (a replay's copied task runs) and
+        advance it, in the caller's transaction: the new row and the executions that ended."""
+        row = self._insert_execution(tx, request)
+        runs = [{**run, "execution_id": row["id"]} for run in runs]
+        tx.insert_task_runs(runs)
+        return row, self._advance_rows(tx, row, runs)
+
+    @contextmanager
+    def changing(self) -> Iterator[tuple[Tx, list[Row]]]:
+        """A write transaction for changes decided outside the executor (restart, replay):
+        the executions added to the list are reported as ended once it commits."""
+        ended: list[Row] = []
+        with self.store.write() as tx:
+            yield tx, ended
+        self._after_commit(ended)
 
     def _apply(self, tx: Tx, execution: Row, plan: Plan) -> list[Row]:
         new_runs = [{k: v for k, v in run.items() if k != "_new"} for run in plan.new_runs]
@@ -202,6 +237,9 @@ class Executor:
             tx.update_execution(execution["id"], changed)
         execution.update(update)
         ended: list[Row] = [execution] if plan.ended else []
+        if plan.ended:
+            for hook in self.ending:
+                ended += hook(tx, execution)
         for child in plan.new_executions:
             ended += self._start_child(tx, execution, child)
         for child_id in plan.kill_executions:
@@ -411,6 +449,44 @@ class Executor:
             ended = self.advance(tx, execution_id) if paused else []
         self._after_commit(ended)
         return bool(paused)
+
+
+def execution_row(
+    request: ExecutionRequest,
+    revision: int,
+    commit_sha: str | None,
+    execution_id: str,
+    inputs: dict[str, Any],
+    labels: Mapping[str, Any],
+    now: float,
+) -> Row:
+    """The row of a new CREATED execution: one shape wherever executions are made (the
+    scheduler writes thousands at a time with it, in one statement)."""
+    return {
+        "id": execution_id,
+        "namespace": request.namespace,
+        "flow_id": request.flow_id,
+        "flow_revision": revision,
+        "commit_sha": commit_sha,
+        "state": State.CREATED.value,
+        "created_at": now,
+        "inputs": inputs,
+        "labels": [{"key": k, "value": str(v)} for k, v in labels.items()],
+        "trigger": request.trigger,
+        "histories": [{"state": State.CREATED.value, "date": now}],
+        "original_id": request.original_id,
+        "parent_execution_id": request.parent_execution_id,
+        "parent_task_run_id": request.parent_task_run_id,
+        "trigger_key": request.trigger_key,
+        "depth": request.depth,
+        "dirty": False,
+        "kill_requested": False,
+        "wake_at": request.start_at,
+        "start_date": None,
+        "end_date": None,
+        "outputs": None,
+        "error": None,
+    }
 
 
 def _flow_labels(flow: Flow) -> dict[str, str]:

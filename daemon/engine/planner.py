@@ -136,8 +136,10 @@ class Planner:
         start_at = self.execution.get("wake_at")
         if state == State.CREATED and start_at is not None and start_at > self.now:
             return self.plan_  # a retry of a failed execution, waiting for its time
-        if state in (State.CREATED, State.QUEUED):
-            self._execution(state=State.RUNNING.value, start_date=self.now)
+        if state in (State.CREATED, State.QUEUED, State.RESTARTED):
+            # A restarted execution keeps the start of its first run.
+            started = self.execution.get("start_date") or self.now
+            self._execution(state=State.RUNNING.value, start_date=started)
         if self.killing:
             return self._kill()
         main = self.sequence(self.flow.tasks, None, "tasks", None, [])

@@ -24,6 +24,9 @@ class State(StrEnum):
     KILLED = "KILLED"
     CANCELLED = "CANCELLED"
     SKIPPED = "SKIPPED"
+    RESTARTED = "RESTARTED"
+    """An ended execution asked to run its failed task runs again (Kestra's state of the
+    same name); it moves on to RUNNING, or QUEUED when its flow has no free slot."""
 
     @property
     def terminal(self) -> bool:
@@ -53,8 +56,11 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.RETRYING: frozenset({State.CREATED, State.RUNNING, *_ENDINGS}),
     State.KILLING: frozenset({State.KILLED, State.FAILED}),
     # Ended runs start again only by restart (failed ones) or replay (a new execution).
-    State.FAILED: frozenset({State.CREATED, State.RUNNING}),
-    State.KILLED: frozenset({State.CREATED, State.RUNNING}),
+    # RESTARTED is an execution's state only, as in Kestra: FAILED or KILLED -> RESTARTED
+    # -> RUNNING (or QUEUED, CANCELLED, FAILED by its flow's concurrency limit).
+    State.FAILED: frozenset({State.CREATED, State.RUNNING, State.RESTARTED}),
+    State.KILLED: frozenset({State.CREATED, State.RUNNING, State.RESTARTED}),
+    State.RESTARTED: frozenset({State.QUEUED, State.RUNNING, State.CANCELLED, *_ENDINGS}),
     State.WARNING: frozenset({State.CREATED, State.RUNNING}),
     State.SUCCESS: frozenset(),
     State.CANCELLED: frozenset(),

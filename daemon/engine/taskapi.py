@@ -90,6 +90,10 @@ class TaskContext(Protocol):
         """The attempt's working directory: fresh, or the enclosing WorkingDirectory's."""
         ...
 
+    def working_directory_is_shared(self) -> bool:
+        """Whether later tasks use the working directory (an enclosing WorkingDirectory's)."""
+        ...
+
     def namespace_files(
         self, include: list[str] | None = None, exclude: list[str] | None = None
     ) -> Mapping[str, bytes]:

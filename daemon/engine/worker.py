@@ -131,6 +131,10 @@ class RunContext:
             self._workdir = self.shared.path if self.shared else self.worker.workdir_for(self.run)
         return self._workdir
 
+    def working_directory_is_shared(self) -> bool:
+        self.working_directory()
+        return self.shared is not None
+
     def namespace_files(
         self, include: list[str] | None = None, exclude: list[str] | None = None
     ) -> Mapping[str, bytes]:

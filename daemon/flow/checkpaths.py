@@ -6,7 +6,13 @@ from pathlib import Path
 
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic
-from headwater.daemon.flow.repository import Located, check_references, scan, validate_located
+from headwater.daemon.flow.repository import (
+    Located,
+    check_references,
+    check_trigger_loops,
+    scan,
+    validate_located,
+)
 from headwater.daemon.flow.validate import FlowFile
 
 
@@ -38,6 +44,7 @@ def _check_one(path: Path, flows_dir: str, jobs: int) -> tuple[list[FlowFile], l
         )
         results = [validate_located(_loose(p)) for p in files]
         check_references(results)
+        check_trigger_loops(results)
         return results, [d for r in results for d in r.diagnostics]
     result = validate_located(_placed(path, flows_dir))
     return [result], result.diagnostics

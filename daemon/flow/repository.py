@@ -13,7 +13,8 @@ import multiprocessing
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from headwater.daemon.errors import Diagnostic, Position
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.validate import FlowFile, validate_text
 from headwater.daemon.flow.walk import iter_tasks
-from headwater.daemon.yamlsource import format_path
+from headwater.daemon.yamlsource import Path, format_path
 
 FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
@@ -127,6 +128,7 @@ def scan(
         with paused_gc():
             tree.flows = [validate_located(item) for item in located]
     check_references(tree.flows)
+    check_trigger_loops(tree.flows)
     return tree
 
 
@@ -352,14 +354,17 @@ def check_references(
         raw, doc = flow_file.raw, flow_file.source
         if not isinstance(raw, dict) or doc is None:
             continue
-        missing = list(_missing_references(raw, known))
-        if missing:
-            doc = flow_file.source = doc.with_nodes()
-            found = [doc.error(path, message) for path, message in missing]
-            flow_file.diagnostics = sorted(
-                {*flow_file.diagnostics, *found}, key=Diagnostic.sort_key
-            )
-            flow_file.flow = None
+        add_errors(flow_file, list(_missing_references(raw, known)))
+
+
+def add_errors(flow_file: FlowFile, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+    """Record (path, message) problems on a flow file, each placed at its path."""
+    if not problems or flow_file.source is None:
+        return
+    doc = flow_file.source = flow_file.source.with_nodes()
+    found = [doc.error(path, message) for path, message in problems]
+    flow_file.diagnostics = sorted({*flow_file.diagnostics, *found}, key=Diagnostic.sort_key)
+    flow_file.flow = None
 
 
 Reference = tuple[tuple[str | int, ...], str, str, str]
@@ -370,19 +375,27 @@ def references(raw: dict[str, Any]) -> Iterator[Reference]:
     for path, task in iter_tasks(raw):
         if _short(task, "task") == "core.flow.Subflow":
             yield from _reference(path, "subflow", task)
+    for i, trig in _flow_triggers(raw):
+        yield from _trigger_references(i, trig)
+
+
+def _flow_triggers(raw: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any]]]:
     triggers = raw.get("triggers")
     for i, trig in enumerate(triggers if isinstance(triggers, list) else []):
-        if _short(trig, "trigger") != "core.trigger.Flow":
-            continue
-        conditions = trig.get("conditions")
-        for j, cond in enumerate(conditions if isinstance(conditions, list) else []):
-            if _short(cond, "condition") == "core.condition.ExecutionFlow":
-                yield from _reference(("triggers", i, "conditions", j), "flow trigger", cond)
-        pre = trig.get("preconditions")
-        upstream = pre.get("flows") if isinstance(pre, dict) else None
-        for j, item in enumerate(upstream if isinstance(upstream, list) else []):
-            where = ("triggers", i, "preconditions", "flows", j)
-            yield from _reference(where, "flow trigger", item)
+        if _short(trig, "trigger") == "core.trigger.Flow":
+            yield i, trig
+
+
+def _trigger_references(i: int, trig: dict[str, Any]) -> Iterator[Reference]:
+    conditions = trig.get("conditions")
+    for j, cond in enumerate(conditions if isinstance(conditions, list) else []):
+        if _short(cond, "condition") == "core.condition.ExecutionFlow":
+            yield from _reference(("triggers", i, "conditions", j), "flow trigger", cond)
+    pre = trig.get("preconditions")
+    upstream = pre.get("flows") if isinstance(pre, dict) else None
+    for j, item in enumerate(upstream if isinstance(upstream, list) else []):
+        where = ("triggers", i, "preconditions", "flows", j)
+        yield from _reference(where, "flow trigger", item)
 
 
 def _short(item: Any, kind: reg.Kind) -> str | None:
@@ -413,3 +426,88 @@ def _missing_references(
                     "which does not exist in the flows folder"
                 ),
             )
+
+
+# -- loops of flow triggers -----------------------------------------------------------------
+
+FlowKey = tuple[str, str]
+Edge = tuple[tuple[str | int, ...], FlowKey]
+"""Where a flow trigger names an upstream flow, and that flow."""
+RUN_TIME_CHAIN_LIMIT = 10  # said in the message; the bound itself lives in triggers/flowtrigger.py
+
+
+def loop_edges(raw: Any) -> list[Edge]:
+    """The upstream flows that enabled Flow triggers without an Expression condition name
+    literally: the edges a loop of flow triggers is made of.
+
+    An Expression condition may end a loop and a disabled trigger never fires, so those
+    make no edge; a loop is only certain when every edge in it is unconditional.
+    """
+    if not isinstance(raw, dict):
+        return []
+    found: list[Edge] = []
+    for i, trig in _flow_triggers(raw):
+        conditions = trig.get("conditions")
+        guarded = any(
+            _short(c, "condition") == "core.condition.Expression"
+            for c in (conditions if isinstance(conditions, list) else [])
+        )
+        if trig.get("disabled") is True or guarded:
+            continue
+        found += [(path, (ns, fid)) for path, _, ns, fid in _trigger_references(i, trig)]
+    return found
+
+
+def find_loop(start: FlowKey, downstream: Callable[[FlowKey], Iterable[FlowKey]]) -> list[FlowKey]:
+    """The shortest cycle start -> … -> start along `downstream` (the flows an end
+    starts), or [] when there is none."""
+    parents: dict[FlowKey, FlowKey] = {}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for following in downstream(node):
+            if following == start:
+                back = [node]
+                while back[-1] != start:
+                    back.append(parents[back[-1]])
+                return [*reversed(back), start]
+            if following not in parents:
+                parents[following] = node
+                queue.append(following)
+    return []
+
+
+def loop_problem(flow: FlowKey, edges: list[Edge], cycle: list[FlowKey]) -> tuple[Path, str]:
+    """The error for `flow`, on the cycle `cycle` (flow first and last), at the place
+    where its trigger names the flow before it."""
+    before = cycle[-2]
+    path = next(where for where, upstream in edges if upstream == before)
+    if len(cycle) == 2:
+        return path, (
+            f"{format_path(path)}: a flow trigger cannot name its own flow "
+            f"{flow[0]}.{flow[1]} (a flow never triggers itself); remove this condition"
+        )
+    names = " -> ".join(f"{ns}.{fid}" for ns, fid in cycle)
+    return path, (
+        f"{format_path(path)}: flow triggers make a loop: {names}; the end of each starts the "
+        f"next, forever (at run time the chain stops after {RUN_TIME_CHAIN_LIMIT}). Remove one "
+        "of these triggers, or give it an Expression condition that ends the loop"
+    )
+
+
+def check_trigger_loops(flows: Iterable[FlowFile]) -> None:
+    """Add an error to each flow whose Flow trigger closes a loop among `flows`."""
+    edges: dict[FlowKey, tuple[FlowFile, list[Edge]]] = {}
+    downstream: dict[FlowKey, list[FlowKey]] = {}
+    for flow_file in flows:
+        raw = flow_file.raw
+        found = loop_edges(raw)
+        if found and isinstance(raw.get("namespace"), str) and isinstance(raw.get("id"), str):
+            key = (raw["namespace"], raw["id"])
+            edges[key] = (flow_file, found)
+            for _, upstream in found:
+                downstream.setdefault(upstream, []).append(key)
+    for key, (flow_file, found) in edges.items():
+        cycle = find_loop(key, lambda node: downstream.get(node, ()))
+        if cycle:
+            add_errors(flow_file, [loop_problem(key, found, cycle)])

@@ -68,6 +68,12 @@ class ExecutionRow(SQLModel, table=True):
         Index("ix_executions_state", "state"),
         Index("ix_executions_created", "created_at"),
         Index("ix_executions_wake", "wake_at"),
+        # concurrency: counting a flow's running and queued executions reads only the index.
+        Index("ix_executions_flow_state", "namespace", "flow_id", "state"),
+        # web indexes: counts by state over the last day read a range of (created_at,
+        # state) alone; a list filtered by state reads (state, created_at) newest first.
+        Index("ix_executions_created_state", "created_at", "state"),
+        Index("ix_executions_state_created", "state", "created_at"),
     )
     id: str = Field(primary_key=True)
     namespace: str
@@ -103,6 +109,8 @@ class TaskRunRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_task_runs_claim", "state", "runnable", "not_before"),
         Index("ix_task_runs_lease", "state", "lease_expires"),
+        # web indexes: /metrics reads the task runs that ended since its last scrape.
+        Index("ix_task_runs_end", "end_date"),
     )
     id: str = Field(primary_key=True)
     execution_id: str = Field(index=True)
@@ -139,7 +147,11 @@ class TaskRunRow(SQLModel, table=True):
 
 class LogRow(SQLModel, table=True):
     __tablename__ = "logs"
-    __table_args__ = (Index("ix_logs_execution", "execution_id", "id"),)
+    __table_args__ = (
+        Index("ix_logs_execution", "execution_id", "id"),
+        # web indexes: the page's level filter reads the last lines of one level directly.
+        Index("ix_logs_execution_level", "execution_id", "level", "id"),
+    )
     id: int | None = Field(
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
@@ -163,8 +175,11 @@ class TriggerStateRow(SQLModel, table=True):
     enabled_at: float | None = None
     last_fired_at: float | None = None
     next_fire_at: float | None = None
+    """The next time a schedule fires that has not fired yet (the status page shows it)."""
     disabled: bool = False
     state: dict[str, Any] | None = _json()
+    trigger_type: str | None = None
+    """The trigger's type (core.trigger.Schedule, …): which component owns the row."""
 
 
 class TriggerFireRow(SQLModel, table=True):
@@ -179,6 +194,41 @@ class TriggerFireRow(SQLModel, table=True):
     fire_key: str
     execution_id: str | None = None
     fired_at: float
+
+
+class FilePickupRow(SQLModel, table=True):
+    """A file a file trigger picked up. The key names the file's identity, so a file starts
+    one execution; rows not yet done are finished (execution, MOVE, DELETE) after a restart."""
+
+    __tablename__ = "file_pickups"
+    __table_args__ = (
+        Index("ix_file_pickups_pending", "done", "namespace", "flow_id", "trigger_id"),
+        Index("ix_file_pickups_batch", "batch"),
+    )
+    file_key: str = Field(primary_key=True)
+    """A hash of (flow, trigger, path, size, mtime, inode), and the event for realtime."""
+    namespace: str
+    flow_id: str
+    trigger_id: str
+    batch: str
+    """The trigger key of the execution the file went to (several files for a poll)."""
+    execution_id: str
+    position: int = 0
+    """Order within the batch (oldest file first)."""
+    path: str = Field(sa_column=Column(Text, nullable=False))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    mtime_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
+    inode: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event: str | None = None
+    """CREATE, UPDATE or DELETE (realtime triggers); None for a poll."""
+    action: str = "NONE"
+    """What happens to the file after the execution exists: NONE, MOVE, DELETE."""
+    moved_to: str | None = Field(default=None, sa_column=Column(Text))
+    uri: str | None = Field(default=None, sa_column=Column(Text))
+    """Internal-storage copy of a file that DELETE removes."""
+    picked_at: float
+    done: bool = False
+    """The execution exists and the action was applied."""
 
 
 class SyncRow(SQLModel, table=True):

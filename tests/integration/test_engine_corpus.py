@@ -17,10 +17,12 @@ from typing import Any
 
 import pytest
 from conftest import TERMINAL, Finished, Flows, serve_http, stop_engine, wait_until
+from dockerengine import PYTHON, alias_image, docker_api, unavailable_reason
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.engine.flows import parse_flow
+from headwater.runners.docker_settings import DockerSettings
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "valid"
 FILES = sorted(CORPUS.glob("*.yaml"))
@@ -31,7 +33,19 @@ NAMESPACE_FILES: dict[str, dict[str, bytes]] = {
     "corpus.analytics": {"project/dbt_project.yml": b"name: analytics\n"},
     "corpus.ops": {"bin/rotate.sh": b"#!/bin/sh\necho rotate\n"},
     "corpus.selfservice": {"templates/load.sql": b"COPY target FROM 'data.csv';\n"},
+    "corpus.ml": {
+        "train.py": b"import os, sys\n"
+        b"out = sys.argv[sys.argv.index('--out') + 1]\n"
+        b"metrics = sys.argv[sys.argv.index('--metrics') + 1]\n"
+        b"open(out, 'wb').write(os.environ['EPOCHS'].encode())\n"
+        b"open(metrics, 'w').write('{\"auc\": 0.5}')\n",
+        "models/v3/model.txt": b"weights\n",
+    },
 }
+# The Docker flows name public images and a host directory: the test images stand in for
+# the images (no registry is reachable), and the directory is made for the run.
+IMAGE_ALIASES = {"python:3.11-slim": PYTHON}
+DATASETS = Path("/srv/datasets")
 
 # Flows whose HTTP calls go where a test can point them (the local server): by an
 # input, by a secret holding the URL, or through a subflow that does.
@@ -55,12 +69,14 @@ def header(path: Path) -> tuple[str, set[str]]:
 
 def skip_reason(path: Path, needs: set[str]) -> str | None:
     name = path.stem
-    if "docker" in needs:
-        return "needs the Docker runner (issue 6)"
+    if "docker" in needs and (reason := unavailable_reason()):
+        return reason
     if "node" in needs and shutil.which("node") is None:
         return "needs node, which is not installed"
     if "network" in needs and name not in LOCAL_URL_FLOWS:
         uris = re.findall(r"(?m)^\s*uri: *(\S+)", path.read_text(encoding="utf-8"))
+        if not uris:
+            return "needs the network (a script downloads packages, or an image is pulled)"
         return f"needs the network (calls {', '.join(uris)})"
     return SKIPPED_FOR_FILES.get(name) if "files" in needs else None
 
@@ -84,6 +100,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flows, st
                 workers=4,
                 lease_seconds=5.0,
                 heartbeat_seconds=0.2,
+                docker=DockerSettings(allowed_volumes=(DATASETS,)),
             ),
             environ=corpus_secrets(served.url),
             namespace_files=lambda namespace, _commit: NAMESPACE_FILES.get(namespace, {}),
@@ -95,6 +112,19 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flows, st
             yield Flows(engine), served.url
         finally:
             stop_engine(engine)
+
+
+@pytest.fixture(scope="module")
+def docker_flows() -> Iterator[None]:
+    """What the Docker flows of the corpus expect on the host: images and a data set."""
+    api = docker_api()
+    for alias, image in IMAGE_ALIASES.items():
+        alias_image(api, image, alias)
+    made = next((path for path in (DATASETS, DATASETS / "churn") if not path.exists()), None)
+    (DATASETS / "churn").mkdir(parents=True, exist_ok=True)
+    yield
+    if made is not None:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def run_resuming(flows: Flows, execution_id: str, timeout: float = 20.0) -> Finished:
@@ -111,12 +141,16 @@ def run_resuming(flows: Flows, execution_id: str, timeout: float = 20.0) -> Fini
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_corpus_flow_runs_to_its_outcome(path: Path, corpus: tuple[Flows, str]) -> None:
+def test_corpus_flow_runs_to_its_outcome(
+    path: Path, corpus: tuple[Flows, str], request: pytest.FixtureRequest
+) -> None:
     flows, url = corpus
     outcome, needs = header(path)
     reason = skip_reason(path, needs)
     if reason:
         pytest.skip(reason)
+    if "docker" in needs:
+        request.getfixturevalue("docker_flows")
     flow = parse_flow(path.read_text(encoding="utf-8"), path.name)
     inputs: dict[str, Any] = {
         k: v.format(url=url) for k, v in LOCAL_URL_INPUTS.get(flow.id, {}).items()

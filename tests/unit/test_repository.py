@@ -180,9 +180,10 @@ def test_flow_trigger_reference_to_missing_flow(tmp_path: Path) -> None:
         "    preconditions:\n"
         "      flows:\n"
         "        - namespace: a\n"
-        "          flowId: after\n"
+        "          flowId: before\n"
     )
     write(tmp_path, "flows/a/after.yaml", text)
+    write(tmp_path, "flows/a/before.yaml", flow("a", "before"))
     assert errors(tmp_path) == [
         "flows/a/after.yaml:11:9: error: triggers[0].conditions[0]: flow trigger names flow "
         "a.missing, which does not exist in the flows folder"

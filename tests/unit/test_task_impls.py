@@ -307,8 +307,13 @@ def test_shell_commands_run_in_one_sh_with_set_e(tmp_path: Path) -> None:
     assert spec.workdir == ctx.workdir
     assert spec.timeout == 90
     assert spec.env["WORKING_DIR"] == str(ctx.workdir)
-    assert spec.labels == {"headwater.execution": "exec1", "headwater.taskrun": "run1"}
-    assert spec.image == "ubuntu"
+    assert spec.labels == {
+        "headwater.execution": "exec1",
+        "headwater.taskrun": "run1",
+        "headwater.attempt": str(ctx.attempt),
+    }
+    assert spec.image is None  # the runner's default image for the language
+    assert spec.language == "shell"
 
 
 def test_interpreter_replaces_sh_and_set_e_is_only_for_shells(tmp_path: Path) -> None:
@@ -357,7 +362,8 @@ def test_node_tasks(tmp_path: Path) -> None:
     assert (script.workdir / "script.js").read_text() == "console.log(1)"
     assert spec_of(script).command == ["/bin/sh", "-c", "set -e\nnode script.js"]
     assert spec_of(commands).command == ["/bin/sh", "-c", "set -e\nnode -v"]
-    assert spec_of(commands).image == "node"
+    assert spec_of(commands).image is None
+    assert spec_of(commands).language == "node"
 
 
 def test_commands_from_an_expression_or_json(tmp_path: Path) -> None:

@@ -40,7 +40,14 @@ from headwater.daemon.engine.tasks.properties import (
 )
 from headwater.daemon.flow.tasks.scripts import ScriptBodyTask, ScriptTask
 from headwater.daemon.flow.tasks.taskrunners import DockerRunner
-from headwater.runners.base import Limits, RunResult, RunSpec, Stream
+from headwater.runners.base import (
+    ContainerOptions,
+    Limits,
+    PullPolicy,
+    RunResult,
+    RunSpec,
+    Stream,
+)
 
 DEFAULT_INTERPRETER = ("/bin/sh", "-c")  # Kestra's default for every script task
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh"})  # interpreters `set -e` suits
@@ -57,13 +64,12 @@ class Language:
     """File the body of a Script task is written to."""
     program: str | None
     """Runs the script file (None: the interpreter's shell itself)."""
-    default_image: str
-    """Container image when neither the task nor its taskRunner names one (Kestra's)."""
 
 
-SHELL = Language("shell", "script.sh", None, "ubuntu")
-PYTHON = Language("python", "script.py", "python3", "python:3.11-slim")
-NODE = Language("node", "script.js", "node", "node")
+# A container runner picks the image of a task that names none by the language's name.
+SHELL = Language("shell", "script.sh", None)
+PYTHON = Language("python", "script.py", "python3")
+NODE = Language("node", "script.js", "node")
 
 
 @implements("scripts.shell.Commands", "scripts.shell.Script")
@@ -135,10 +141,13 @@ class _Plan:
     command: list[str]
     env: dict[str, str]
     timeout: Span | None
-    image: str
+    image: str | None
+    language: str
     limits: Limits
+    container: ContainerOptions
     labels: dict[str, str]
     output_files: list[str]
+    keep_files: bool
     warning_on_stderr: bool
     namespace_files: dict[str, bytes] = field(default_factory=dict)
     input_files: dict[str, bytes] = field(default_factory=dict)
@@ -167,10 +176,17 @@ class _Plan:
             command=_command(interpreter, language, [*before, *main]),
             env=_environment(ctx, task, directory),
             timeout=duration(ctx, task.timeout, "timeout"),
-            image=_image(ctx, task, language),
+            image=_image(ctx, task),
+            language=language.name,
             limits=_limits(ctx, task.taskRunner),
-            labels={"headwater.execution": ctx.execution_id, "headwater.taskrun": ctx.task_run_id},
+            container=_container_options(ctx, task.taskRunner),
+            labels={
+                "headwater.execution": ctx.execution_id,
+                "headwater.taskrun": ctx.task_run_id,
+                "headwater.attempt": str(ctx.attempt),
+            },
             output_files=output_files,
+            keep_files=bool(output_files) or ctx.working_directory_is_shared(),
             warning_on_stderr=flag(ctx, task.warningOnStdErr, "warningOnStdErr"),
             namespace_files=namespace_files,
             input_files=input_files,
@@ -194,8 +210,11 @@ class _Plan:
             env=self.env,
             timeout=None if self.timeout is None else self.timeout.seconds,
             image=self.image,
+            language=self.language,
             limits=self.limits,
+            container=self.container,
             labels=self.labels,
+            keep_files=self.keep_files,
         )
 
 
@@ -243,13 +262,14 @@ def _environment(ctx: TaskContext, task: ScriptTask, directory: Path) -> dict[st
     return {**env, WORKING_DIR_VARIABLE: str(directory)}
 
 
-def _image(ctx: TaskContext, task: ScriptTask, language: Language) -> str:
+def _image(ctx: TaskContext, task: ScriptTask) -> str | None:
+    """The task's image; None: the runner's default for the language."""
     if task.containerImage is not None:
-        return ctx.render_text(task.containerImage).strip()
+        return ctx.render_text(task.containerImage).strip() or None
     runner = task.taskRunner
     if isinstance(runner, DockerRunner) and runner.image is not None:
-        return ctx.render_text(runner.image).strip()
-    return language.default_image
+        return ctx.render_text(runner.image).strip() or None
+    return None
 
 
 _MEMORY = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*")
@@ -267,14 +287,58 @@ def _limits(ctx: TaskContext, runner: Any) -> Limits:
             cpus = float(text)
         except ValueError:
             raise TaskFailed(f"taskRunner.cpu.cpus must be a number, got {text!r}") from None
-    memory: int | None = None
-    if runner.memory is not None:
-        text = ctx.render_text(runner.memory.memory)
-        match = _MEMORY.fullmatch(text)
-        if match is None:
-            raise TaskFailed(f"taskRunner.memory.memory must be like 512MB or 1GB, got {text!r}")
-        memory = int(float(match[1]) * _MEMORY_UNITS[match[2].lower()])
-    return Limits(cpus=cpus, memory_bytes=memory)
+    if runner.memory is None:
+        return Limits(cpus=cpus)
+    memory = _bytes(ctx, runner.memory.memory, "memory")
+    swap = _bytes(ctx, runner.memory.memorySwap, "memorySwap")
+    return Limits(cpus=cpus, memory_bytes=memory, memory_swap_bytes=swap)
+
+
+def _bytes(ctx: TaskContext, value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    text = ctx.render_text(value)
+    match = _MEMORY.fullmatch(text)
+    if match is None:
+        raise TaskFailed(f"taskRunner.memory.{name} must be like 512MB or 1GB, got {text!r}")
+    return int(float(match[1]) * _MEMORY_UNITS[match[2].lower()])
+
+
+def _container_options(ctx: TaskContext, runner: Any) -> ContainerOptions:
+    """How a Docker taskRunner wants its container started (checked by the runner)."""
+    if not isinstance(runner, DockerRunner):
+        return ContainerOptions()
+    network = ctx.render_text(runner.networkMode).strip() if runner.networkMode else None
+    user = ctx.render_text(runner.user).strip() if runner.user else None
+    volumes = tuple(ctx.render_text(volume).strip() for volume in runner.volumes or [])
+    entrypoint = (
+        tuple(ctx.render_text(part) for part in runner.entryPoint)
+        if runner.entryPoint is not None
+        else None
+    )
+    return ContainerOptions(
+        pull_policy=_pull_policy(ctx, runner.pullPolicy),
+        network_mode=network or None,
+        volumes=volumes,
+        user=user or None,
+        entrypoint=entrypoint,
+    )
+
+
+_PULL_POLICIES: dict[str, PullPolicy] = {
+    "ALWAYS": "ALWAYS",
+    "IF_NOT_PRESENT": "IF_NOT_PRESENT",
+    "NEVER": "NEVER",
+}
+
+
+def _pull_policy(ctx: TaskContext, value: str) -> PullPolicy:
+    text = ctx.render_text(value).strip()
+    if text not in _PULL_POLICIES:
+        raise TaskFailed(
+            f"taskRunner.pullPolicy must be ALWAYS, IF_NOT_PRESENT or NEVER, got {text!r}"
+        )
+    return _PULL_POLICIES[text]
 
 
 # -- reading what the command prints ---------------------------------------------------

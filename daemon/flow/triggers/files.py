@@ -19,9 +19,10 @@ def _check_files(raw: dict[str, Any], path: Any, report: Any) -> None:
             re.compile(pattern)
         except re.error as exc:
             report((*path, "regExp"), f"regExp is not a valid regular expression: {exc}")
-    folder = raw.get("from")
-    if isinstance(folder, str) and "{{" not in folder and not folder.startswith("/"):
-        report((*path, "from"), f"'from' must be an absolute directory path, got '{folder}'")
+    for name in ("from", "moveDirectory"):
+        folder = raw.get(name)
+        if isinstance(folder, str) and "{{" not in folder and not folder.startswith("/"):
+            report((*path, name), f"'{name}' must be an absolute directory path, got '{folder}'")
 
 
 @trigger("fs.local.RealtimeTrigger")

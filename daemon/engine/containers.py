@@ -1,0 +1,87 @@
+"""The engine's runners, and the containers a killed process left behind.
+
+A script task runs where its `taskRunner` says (`core.runner.Process`,
+`scripts.runner.docker.Docker`), else on the deployment's default runner. Every
+container carries the labels of its execution, task run and attempt, and the
+`headwater.owner` of this store, so a restarted engine can tell its own leftovers
+from the containers of anyone else on the same Docker engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Mapping
+
+from headwater.daemon.store.store import Store
+from headwater.runners.base import Runner
+from headwater.runners.docker import LABEL_ATTEMPT, LABEL_TASK_RUN, DockerRunner
+from headwater.runners.docker_settings import DockerSettings
+from headwater.runners.process import ProcessRunner
+
+log = logging.getLogger(__name__)
+
+PROCESS = "core.runner.Process"  # registry short names of the task runners
+DOCKER = "scripts.runner.docker.Docker"
+DEFAULT_RUNNERS = {"process": PROCESS, "docker": DOCKER}  # the setting's words
+
+
+def build_runners(
+    default: str, docker: DockerSettings | None, store_id: str
+) -> tuple[dict[str, Runner], DockerRunner]:
+    """The runners by registry name (plus "default"), and the Docker runner itself.
+
+    The Docker runner connects on first use: an engine without Docker starts, and only
+    its container tasks fail (saying the engine cannot be reached).
+    """
+    if default not in DEFAULT_RUNNERS:
+        raise ValueError(f"default runner must be process or docker, not {default!r}")
+    settings = dataclasses.replace(docker or DockerSettings(), owner=owner_label(store_id))
+    container = DockerRunner(settings)
+    runners: dict[str, Runner] = {PROCESS: ProcessRunner(), DOCKER: container}
+    runners["default"] = runners[DEFAULT_RUNNERS[default]]
+    return runners, container
+
+
+def owner_label(store_id: str) -> str:
+    """The `headwater.owner` label of a store (a hash: no paths or URLs on containers)."""
+    return hashlib.sha256(store_id.encode()).hexdigest()[:16]
+
+
+def attempt_is_live(
+    store: Store, clock: Callable[[], float]
+) -> Callable[[Mapping[str, str]], bool]:
+    """Whether the attempt a container's labels name runs now: RUNNING, that very
+    attempt, under a lease that has not expired."""
+
+    def is_live(labels: Mapping[str, str]) -> bool:
+        with store.read() as tx:
+            run = tx.task_run(labels.get(LABEL_TASK_RUN, ""))
+        if run is None or run["state"] != "RUNNING":
+            return False
+        if str(run["attempt"]) != labels.get(LABEL_ATTEMPT):
+            return False
+        expires = run.get("lease_expires")
+        return expires is not None and expires > clock()
+
+    return is_live
+
+
+def remove_orphans_soon(runner: DockerRunner, store: Store, clock: Callable[[], float]) -> None:
+    """Remove leftover containers in the background (an engine starts without waiting).
+
+    Safe beside running workers: a container they start meanwhile names a live attempt.
+    """
+
+    def remove() -> None:
+        try:
+            removed = runner.remove_orphans(attempt_is_live(store, clock))
+        except Exception as exc:  # no Docker engine here: then no containers were left either
+            log.debug("no leftover containers removed: %s", exc)
+            return
+        if removed:
+            log.warning("removed %d container(s) left by a stopped Headwater", removed)
+
+    threading.Thread(target=remove, name="docker-orphans", daemon=True).start()

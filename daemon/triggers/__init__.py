@@ -1,0 +1,1 @@
+"""Triggers: what starts executions besides a person (schedules, webhooks, flows, files)."""
