@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from headwater.daemon.engine.containers import all_of
+from headwater.daemon.engine.containers import deployment_check as container_check
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.errors import HeadwaterError
@@ -34,7 +36,6 @@ from headwater.daemon.sync import Syncer, SyncOutcome
 from headwater.daemon.triggers.files import FileTriggers, deployment_check
 from headwater.daemon.triggers.scheduler import Scheduler
 from headwater.daemon.triggers.webhook import WebhookCall, Webhooks
-from headwater.runners.docker_settings import DockerSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Daemon:
                 workers=settings.workers,
                 secrets_file=settings.secrets_file,
                 default_runner=settings.default_runner,
-                docker=docker_settings(settings),
+                docker=settings.docker_settings(),
             ),
             namespace_files=self.namespace_files,
         )
@@ -81,7 +82,10 @@ class Daemon:
             settings.flows_dir,
             settings.allow_empty,
             pool=self.pool,
-            check=deployment_check(settings.file_trigger_dirs),
+            check=all_of(
+                deployment_check(settings.file_trigger_dirs),
+                container_check(settings.docker_settings()),
+            ),
         )
         self.file_triggers = FileTriggers(self.engine, settings.file_trigger_dirs)
         self.scheduler = Scheduler(self.store, self.engine.executor)
@@ -344,22 +348,6 @@ class Daemon:
         self.stop()
 
 
-def docker_settings(settings: Settings) -> DockerSettings:
-    """The Docker runner's part of the settings."""
-    return DockerSettings(
-        host=settings.docker_host,
-        images={
-            "shell": settings.docker_image_shell,
-            "python": settings.docker_image_python,
-            "node": settings.docker_image_node,
-        },
-        allowed_volumes=tuple(settings.docker_volumes),
-        network=settings.docker_network,
-        max_containers=settings.docker_max_containers,
-        files=settings.docker_files,
-    )
-
-
 def _settle_heap() -> None:
     """Keep what outlives a sync out of the cyclic collector's full walks.
 
@@ -367,9 +355,11 @@ def _settle_heap() -> None:
     150,000 objects it took 70 ms and set the p95 of the status page (bench/web.py). What
     exists after a sync (modules, the app, the engine, the deployed state) lives about as
     long as the process, so it is frozen; `paused_gc` unfreezes it during a sync, hence
-    after every one. Frozen objects are still freed by reference counting; only cycles
-    among them are never collected.
+    after every one. Frozen objects are still freed by reference counting; cycles among
+    them wait for the next sync, whose full collection here (one walk, in the sync
+    thread) finds them before the heap is frozen again, so nothing piles up.
     """
+    gc.collect()
     gc.freeze()
 
 

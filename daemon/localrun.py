@@ -13,6 +13,7 @@ Namespace files come from the flows folder's `_files/` folders.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -25,6 +26,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from pydantic import ValidationError
+
 from headwater.daemon import defaults
 from headwater.daemon.engine.context import iso
 from headwater.daemon.engine.engine import Engine, EngineSettings
@@ -32,6 +35,7 @@ from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.engine.flows import parse_flow
 from headwater.daemon.engine.inputs import UploadedFile
 from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.settings import Settings
 from headwater.daemon.store.store import Row
 
 TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
@@ -133,7 +137,7 @@ def run_local(
         data_dir = Path(temporary.name)
     folder = find_flows_dir(file, flows_dir)
     engine = Engine(
-        engine_settings(data_dir),
+        with_runners(engine_settings(data_dir)),
         namespace_files=(lambda ns, _commit: _files_in(folder, ns)) if folder else None,
     )
     if folder is not None:
@@ -161,6 +165,17 @@ def engine_settings(data_dir: Path, environ: Mapping[str, str] = os.environ) -> 
         raise HeadwaterError(f"{LEASE_SECONDS_VARIABLE} must be a number of seconds, got {text!r}")
     return EngineSettings(
         data_dir=data_dir, lease_seconds=lease, heartbeat_seconds=lease / HEARTBEATS_PER_LEASE
+    )
+
+
+def with_runners(settings: EngineSettings) -> EngineSettings:
+    """`headwater up`'s runner settings (`HEADWATER_DEFAULT_RUNNER`, `HEADWATER_DOCKER_*`)."""
+    try:
+        daemon = Settings()
+    except ValidationError as exc:
+        raise HeadwaterError(f"settings from HEADWATER_* variables: {exc}") from None
+    return dataclasses.replace(
+        settings, default_runner=daemon.default_runner, docker=daemon.docker_settings()
     )
 
 

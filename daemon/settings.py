@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from headwater.daemon import defaults
-from headwater.runners.docker_settings import DEFAULT_IMAGES
+from headwater.runners.docker_settings import DEFAULT_IMAGES, DockerSettings
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"  # loopback unless told otherwise (and then a token is required)
@@ -78,6 +78,21 @@ class Settings(BaseSettings):
     """Containers this daemon runs at once; more container tasks wait for a slot."""
     docker_files: Literal["copy", "mount"] = "copy"
     """How a working directory reaches its container: copied through the API, or bind-mounted."""
+
+    def docker_settings(self) -> DockerSettings:
+        """The Docker runner's part of the settings."""
+        return DockerSettings(
+            host=self.docker_host,
+            images={
+                "shell": self.docker_image_shell,
+                "python": self.docker_image_python,
+                "node": self.docker_image_node,
+            },
+            allowed_volumes=tuple(self.docker_volumes),
+            network=self.docker_network,
+            max_containers=self.docker_max_containers,
+            files=self.docker_files,
+        )
 
     @field_validator("file_trigger_dirs", "docker_volumes", mode="before")
     @classmethod

@@ -152,7 +152,7 @@ class DockerRunner:
             binds.append(f"{spec.workdir}:{spec.workdir}:rw")
         host_config = self.api().create_host_config(
             binds=binds,
-            network_mode=self._network_mode(options.network_mode),
+            network_mode=self.network_mode(options.network_mode),
             mem_limit=limits.memory_bytes,
             memswap_limit=swap if limits.memory_bytes else None,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
@@ -173,7 +173,9 @@ class DockerRunner:
             "tty": False,
         }
 
-    def _network_mode(self, wanted: str | None) -> str:
+    def network_mode(self, wanted: str | None) -> str:
+        """The network mode of a container that asks for `wanted`; ContainerRefused says
+        why a mode is not allowed here."""
         if wanted == "host" or (wanted or "").startswith("container:"):
             raise ContainerRefused(
                 f"networkMode {wanted}: refused, it shares another network namespace and "
@@ -428,8 +430,7 @@ class _Container:
         """Bring the working directory back (what the command wrote in it)."""
         chunks, _stat = self.api.get_archive(self.id, str(self.spec.workdir))
         with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as archive:
-            # `data`: nothing outside the directory, no devices, no owners (files are ours).
-            archive.extractall(self.spec.workdir.parent, filter="data")
+            archive.extractall(self.spec.workdir.parent, filter=_safe_member)
 
     def remove(self) -> None:
         try:
@@ -472,6 +473,16 @@ def _numeric_owner(user: str | None) -> tuple[int, int] | None:
     if not uid.isdigit() or (gid and not gid.isdigit()):
         return None
     return int(uid), int(gid or uid)
+
+
+def _safe_member(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """tarfile's `data` filter (nothing outside the directory, no devices, no owners: the
+    files are ours); what it refuses, such as a link to an absolute path, is left out."""
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError as exc:
+        log.warning("not copying %s out of the container: %s", member.name, exc)
+        return None
 
 
 class _ChunkReader(io.RawIOBase):

@@ -24,7 +24,7 @@ SERVICE = "scripts/services.d/docker"
 def docker_api() -> docker.APIClient:
     """A client of the test engine; skips (fails under CI=true) when there is none."""
     try:
-        api = docker.APIClient(version="auto", timeout=30)
+        api = docker.APIClient(version="auto", timeout=30, **docker.utils.kwargs_from_env())
         missing = [image for image in IMAGES if not api.images(name=image)]
     except docker.errors.DockerException as exc:
         _unavailable(f"no Docker engine answers ({exc}); run {SERVICE}")

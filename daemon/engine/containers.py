@@ -13,11 +13,21 @@ import dataclasses
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+from headwater.daemon.expressions import has_expression
+from headwater.daemon.flow.registry import REGISTRY
+from headwater.daemon.reconcile import DeploymentCheck
 from headwater.daemon.store.store import Store
 from headwater.runners.base import Runner
-from headwater.runners.docker import LABEL_ATTEMPT, LABEL_TASK_RUN, DockerRunner
+from headwater.runners.docker import (
+    LABEL_ATTEMPT,
+    LABEL_TASK_RUN,
+    ContainerRefused,
+    DockerRunner,
+    check_volumes,
+)
 from headwater.runners.docker_settings import DockerSettings
 from headwater.runners.process import ProcessRunner
 
@@ -43,6 +53,55 @@ def build_runners(
     runners: dict[str, Runner] = {PROCESS: ProcessRunner(), DOCKER: container}
     runners["default"] = runners[DEFAULT_RUNNERS[default]]
     return runners, container
+
+
+def deployment_check(settings: DockerSettings) -> DeploymentCheck:
+    """The deploy-time check of Docker taskRunners: volumes outside the directories the
+    deployment allows, network modes it refuses. A commit with such a flow is refused;
+    values with expressions are checked when the task runs (as every value is)."""
+    runner = DockerRunner(settings)  # connects on first use only: never here
+
+    def check(raw: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for path, spec in _docker_runners(raw, ()):
+            volumes = spec.get("volumes")
+            for index, volume in enumerate(volumes if isinstance(volumes, list) else []):
+                if isinstance(volume, str) and not has_expression(volume):
+                    try:
+                        check_volumes([volume], settings.allowed_volumes)
+                    except ContainerRefused as exc:
+                        problems.append(((*path, "volumes", index), str(exc)))
+            mode = spec.get("networkMode")
+            if isinstance(mode, str) and not has_expression(mode):
+                try:
+                    runner.network_mode(mode.strip())
+                except ContainerRefused as exc:
+                    problems.append(((*path, "networkMode"), str(exc)))
+        return problems
+
+    return check
+
+
+def _docker_runners(
+    value: Any, path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], dict[str, Any]]]:
+    """(path, mapping) of every Docker `taskRunner` in a raw flow, however deeply nested."""
+    if isinstance(value, dict):
+        runner = value.get("taskRunner")
+        if isinstance(runner, dict) and isinstance(runner.get("type"), str):
+            entry = REGISTRY.resolve(runner["type"], "runner")
+            if entry is not None and entry.short == DOCKER:
+                yield (*path, "taskRunner"), runner
+        for key, item in value.items():
+            yield from _docker_runners(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _docker_runners(item, (*path, index))
+
+
+def all_of(*checks: DeploymentCheck) -> DeploymentCheck:
+    """One deployment check made of several: every problem of each."""
+    return lambda raw: [problem for check in checks for problem in check(raw)]
 
 
 def owner_label(store_id: str) -> str:

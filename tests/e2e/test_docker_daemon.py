@@ -1,5 +1,6 @@
 """`headwater up` with container tasks: a daemon killed mid-task leaves its container
-running; the restarted daemon removes it, and a user sees the attempt end."""
+running, and the restarted daemon removes it; a commit whose container tasks mount what
+the deployment does not allow is refused."""
 
 from __future__ import annotations
 
@@ -55,3 +56,44 @@ def test_a_restarted_daemon_removes_the_container_a_killed_one_left(tmp_path: Pa
         # The lost attempt used up the only one (maxAttempts counts the first).
         assert run["state"]["current"] == "FAILED"
         assert containers(api, label) == []
+
+
+MOUNTING = """id: mounting
+namespace: team
+tasks:
+  - id: read
+    type: io.kestra.plugin.scripts.shell.Commands
+    taskRunner:
+      type: io.kestra.plugin.scripts.runner.docker.Docker
+      networkMode: host
+      volumes:
+        - {allowed}/set:/data:ro
+        - /etc:/host-etc
+    commands: ["ls /data"]
+"""
+
+
+def test_a_commit_mounting_what_the_deployment_does_not_allow_is_refused(tmp_path: Path) -> None:
+    allowed = tmp_path / "datasets"
+    repos = new_repos(tmp_path)
+    first = repos.push({"flows/team/sleepy.yaml": SLEEPY})
+    env = {"HEADWATER_DOCKER_VOLUMES": str(allowed)}
+    with daemons(tmp_path) as start:
+        daemon = start(f"file://{repos.remote}", env=env)
+        daemon.wait_deployed(first)
+        refused = repos.push({"flows/team/mounting.yaml": MOUNTING.format(allowed=allowed)})
+        assert daemon.webhook(after=refused).status == 202
+        attempt = daemon.wait_attempt(refused)
+        assert attempt["result"] == "Failed"
+        errors = [
+            f"{e['path']}:{e['line']}:{e['column']}: {e['message']}" for e in attempt["errors"]
+        ]
+        assert errors == [
+            "flows/team/mounting.yaml:8:20: networkMode host: refused, it shares another network "
+            "namespace and would reach services listening on its loopback (the Headwater API, "
+            "the database); use bridge, none or a named network",
+            "flows/team/mounting.yaml:11:11: volume '/etc:/host-etc': /etc is not under a "
+            "directory this deployment lets containers mount (HEADWATER_DOCKER_VOLUMES: "
+            f"{allowed})",
+        ]
+        assert daemon.sync_status()["deployedCommit"] == first

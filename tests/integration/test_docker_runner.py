@@ -139,6 +139,12 @@ def test_files_go_in_and_come_out_at_the_working_directory(harness: Harness) -> 
     assert harness.mine() == []
 
 
+def test_links_out_of_the_working_directory_are_not_copied_back(harness: Harness) -> None:
+    outcome = run(harness, "echo ok > ok.txt; ln -s /etc/passwd abs; ln -s ../../x up")
+    assert outcome.result.succeeded, outcome.result
+    assert sorted(p.name for p in harness.workdir.iterdir()) == ["ok.txt"]
+
+
 def test_files_are_not_copied_back_unless_kept(harness: Harness) -> None:
     (harness.workdir / "in.txt").write_text("x")
     outcome = run(harness, "cat in.txt; echo y > out.txt", keep_files=False)

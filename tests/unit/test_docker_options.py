@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fake_task_context import FakeContext, ScriptedRunner
 
+from headwater.daemon.engine.containers import deployment_check
 from headwater.daemon.engine.taskapi import TaskFailed
 from headwater.daemon.settings import Settings
 from headwater.runners.base import ContainerOptions, RunSpec
@@ -124,6 +125,11 @@ def test_docker_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert settings.docker_network is False
     assert settings.docker_max_containers == 2
     assert settings.docker_image_python == "python:3.12-slim"
+    runner = settings.docker_settings()
+    assert runner.allowed_volumes == (Path("/srv/a"), Path("/srv/b"))
+    assert (runner.network, runner.max_containers) == (False, 2)
+    assert runner.images["python"] == "python:3.12-slim"
+    assert runner.images["shell"] == "ubuntu"
     monkeypatch.setenv("HEADWATER_DEFAULT_RUNNER", "kubernetes")
     with pytest.raises(ValueError, match="default_runner"):
         Settings()
@@ -133,13 +139,13 @@ def test_network_modes_that_share_a_namespace_are_refused() -> None:
     runner = DockerRunner(DockerSettings())
     for mode in ("host", "container:abc"):
         with pytest.raises(ContainerRefused, match=f"networkMode {mode}: refused"):
-            runner._network_mode(mode)
-    assert runner._network_mode(None) == "bridge"
-    assert runner._network_mode("backend") == "backend"
+            runner.network_mode(mode)
+    assert runner.network_mode(None) == "bridge"
+    assert runner.network_mode("backend") == "backend"
     closed = DockerRunner(DockerSettings(network=False))
-    assert closed._network_mode(None) == "none"
+    assert closed.network_mode(None) == "none"
     with pytest.raises(ContainerRefused, match="HEADWATER_DOCKER_NETWORK=false"):
-        closed._network_mode("bridge")
+        closed.network_mode("bridge")
 
 
 def test_files_are_kept_for_output_files_or_a_shared_working_directory(tmp_path: Path) -> None:
@@ -158,3 +164,32 @@ def test_pull_policy_from_an_expression_is_checked(tmp_path: Path) -> None:
     docker["pullPolicy"] = "{{ 'SOMETIMES' }}"
     with pytest.raises(TaskFailed, match="pullPolicy must be ALWAYS, IF_NOT_PRESENT or NEVER"):
         spec_of(tmp_path, taskRunner=docker)
+
+
+def test_deploy_check_finds_docker_runners_however_nested(tmp_path: Path) -> None:
+    check = deployment_check(DockerSettings(allowed_volumes=(tmp_path,), network=False))
+    docker = "io.kestra.plugin.scripts.runner.docker.Docker"
+    raw = {
+        "tasks": [
+            {
+                "id": "p",
+                "type": "core.flow.Parallel",
+                "tasks": [
+                    {
+                        "id": "a",
+                        "taskRunner": {
+                            "type": docker,
+                            "volumes": [f"{tmp_path}/in:/in", "/srv:/srv", "{{ inputs.v }}:/x"],
+                            "networkMode": "bridge",
+                        },
+                    },
+                    {"id": "b", "taskRunner": {"type": "core.runner.Process"}},
+                ],
+            }
+        ],
+        "errors": [{"id": "c", "taskRunner": {"type": docker, "networkMode": "{{ x }}"}}],
+    }
+    problems = check(raw)
+    runner = ("tasks", 0, "tasks", 0, "taskRunner")
+    assert [path for path, _ in problems] == [(*runner, "volumes", 1), (*runner, "networkMode")]
+    assert "HEADWATER_DOCKER_NETWORK=false" in problems[1][1]

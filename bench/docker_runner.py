@@ -18,35 +18,28 @@ the SDK, and the ratio. Target: Headwater adds at most 100 ms per task. A contai
 start costs hundreds of milliseconds and moves with the machine's load: the load
 average is printed before and after.
 
-    python bench/docker.py [--rounds 10]
+    python bench/docker_runner.py [--rounds 10]
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-# Run as `python bench/docker.py`, this file's folder comes first on sys.path and this
-# file would shadow the `docker` SDK: take the folder off before importing it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
+import docker
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-import docker  # noqa: E402
-
-from headwater.daemon.engine.engine import Engine, EngineSettings  # noqa: E402
-from headwater.daemon.engine.executor import ExecutionRequest  # noqa: E402
-from headwater.daemon.engine.flows import parse_flow  # noqa: E402
-from headwater.runners.base import RunSpec, Stream  # noqa: E402
-from headwater.runners.docker import DockerRunner  # noqa: E402
-from headwater.runners.docker_settings import DockerSettings, FileHandling  # noqa: E402
+from headwater.daemon.engine.engine import Engine, EngineSettings
+from headwater.daemon.engine.executor import ExecutionRequest
+from headwater.daemon.engine.flows import parse_flow
+from headwater.runners.base import RunSpec, Stream
+from headwater.runners.docker import DockerRunner
+from headwater.runners.docker_settings import DockerSettings, FileHandling
 
 IMAGE = "headwater-test/busybox:latest"
 COMMAND = ["/bin/sh", "-c", "echo hello"]
