@@ -75,9 +75,7 @@ class Services(Protocol):
         """
         ...
 
-    def fire_webhook(
-        self, namespace: str, flow_id: str, key: str, call: WebhookCall
-    ) -> Row | None:
+    def fire_webhook(self, namespace: str, flow_id: str, key: str, call: WebhookCall) -> Row | None:
         """Start an execution for a call to a flow's webhook URL; None when no enabled
         Webhook trigger of the deployed flow has `key` (an unknown flow too).
 
