@@ -1,9 +1,5 @@
-"""The JSON API and git webhook, through Flask's test client, on a real engine and store.
-
-`FakeServices` is the seam's second implementation: a thin adapter over a real
-Engine (SQLite on a temporary data directory, worker threads). Only the git side is
-left out: a sync is recorded with the store's own verbs, and a requested sync is
-remembered instead of fetched.
+"""The JSON API and git webhook, through Flask's test client, on a real engine and store
+(`EngineServices` in tests/engineservices.py: only the git side is left out).
 """
 
 from __future__ import annotations
@@ -14,22 +10,20 @@ import io
 import json
 import logging
 import textwrap
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from conftest import EngineFactory
+from engineservices import EngineServices
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from headwater.daemon.engine.engine import Engine
-from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.errors import Diagnostic, Position
 from headwater.daemon.services import WebSettings
 from headwater.daemon.store.store import Row, Store
-from headwater.daemon.sync import SyncOutcome
 from headwater.web.app import create_app
 
 TOKEN = "api-token-for-tests"
@@ -103,82 +97,23 @@ def commit(sha: str, message: str = "a change") -> Row:
     }
 
 
-class FakeServices:
-    """The `Services` seam over a real engine; git is the only part left out."""
-
-    def __init__(self, engine: Engine, web: WebSettings) -> None:
-        self.engine = engine
-        self.store: Store = engine.store
-        self.web = web
-        self.sync_requests: list[str] = []
-        self.readiness = (True, "ready")
-
-    def request_sync(self, cause: str) -> None:
-        self.sync_requests.append(cause)
-
-    def sync_now(self, to: str | None = None, timeout: float = 60.0) -> SyncOutcome:
-        """Deploy the branch head (or `to`, pinned) with no flow changes."""
-        now = self.engine.clock()
-        with self.store.write() as tx:
-            state = tx.sync_state()
-            head = to or state.get("branch_head") or SHA1
-            sync_id = tx.insert_sync(
-                {
-                    "started_at": now,
-                    "finished_at": now + 0.25,
-                    "cause": "pin" if to else "manual",
-                    "from_commit": state.get("deployed_commit"),
-                    "to_commit": head,
-                    "result": "Succeeded",
-                    "forced": False,
-                }
-            )
-            values: Row = {"deployed_commit": head, "deployed_at": now}
-            values["pinned_commit" if to else "branch_head"] = head
-            tx.update_sync_state(values)
-        return SyncOutcome("Succeeded", sync_id, state.get("deployed_commit"), head)
-
-    def suspend(self) -> None:
-        with self.store.write() as tx:
-            tx.update_sync_state({"suspended": True})
-
-    def resume(self) -> None:
-        with self.store.write() as tx:
-            tx.update_sync_state({"suspended": False, "pinned_commit": None})
-
-    def start_execution(
-        self,
-        namespace: str,
-        flow_id: str,
-        inputs: Mapping[str, Any],
-        labels: Mapping[str, str] | None = None,
-    ) -> Row:
-        request = ExecutionRequest(
-            namespace, flow_id, inputs=dict(inputs), labels=dict(labels or {})
-        )
-        return self.engine.start_execution(request)
-
-    def ready(self) -> tuple[bool, str]:
-        return self.readiness
-
-
 @pytest.fixture
 def engine(make_engine: EngineFactory) -> Engine:
     return make_engine(workers=2)
 
 
 @pytest.fixture
-def services(engine: Engine) -> FakeServices:
+def services(engine: Engine) -> EngineServices:
     web = WebSettings(REPOSITORY, "main", api_token=TOKEN, webhook_secret=SECRET)
-    return FakeServices(engine, web)
+    return EngineServices(engine, web)
 
 
 @pytest.fixture
-def client(services: FakeServices) -> FlaskClient:
+def client(services: EngineServices) -> FlaskClient:
     return create_app(services).test_client()
 
 
-def client_for(services: FakeServices, **settings: Any) -> FlaskClient:
+def client_for(services: EngineServices, **settings: Any) -> FlaskClient:
     services.web = replace(services.web, **settings)
     return create_app(services).test_client()
 
@@ -203,7 +138,7 @@ def record_sync(store: Store, result: str = "Succeeded", **values: Any) -> int:
 
 
 # -- health --------------------------------------------------------------------------------
-def test_health_and_readiness(client: FlaskClient, services: FakeServices) -> None:
+def test_health_and_readiness(client: FlaskClient, services: EngineServices) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     services.readiness = (False, "the first sync has not finished")
@@ -223,7 +158,7 @@ def test_unknown_paths_and_methods_answer_json(client: FlaskClient) -> None:
 
 
 # -- sync ----------------------------------------------------------------------------------
-def test_sync_status_words_follow_the_state(client: FlaskClient, services: FakeServices) -> None:
+def test_sync_status_words_follow_the_state(client: FlaskClient, services: EngineServices) -> None:
     first = client.get("/api/v1/sync").json
     assert first["status"] == "OutOfSync"  # nothing deployed yet
     assert first["lastAttempt"] is None
@@ -246,7 +181,7 @@ def test_sync_status_words_follow_the_state(client: FlaskClient, services: FakeS
 
 
 def test_sync_status_reports_the_last_attempt_beside_the_status(
-    client: FlaskClient, services: FakeServices
+    client: FlaskClient, services: EngineServices
 ) -> None:
     with services.store.write() as tx:
         tx.update_sync_state({"deployed_commit": SHA1, "branch_head": SHA2, "fetch_error": None})
@@ -282,7 +217,7 @@ def test_sync_status_reports_the_last_attempt_beside_the_status(
     assert [h["result"] for h in body["history"]] == ["Failed", "Succeeded"]
 
 
-def test_sync_history_pages(client: FlaskClient, services: FakeServices) -> None:
+def test_sync_history_pages(client: FlaskClient, services: EngineServices) -> None:
     ids = [record_sync(services.store) for _ in range(5)]
     body = client.get("/api/v1/syncs?page=2&size=2").json
     assert body["total"] == 5
@@ -291,7 +226,7 @@ def test_sync_history_pages(client: FlaskClient, services: FakeServices) -> None
     assert client.get("/api/v1/syncs?page=0").status_code == 400
 
 
-def test_sync_now_needs_the_token(client: FlaskClient, services: FakeServices) -> None:
+def test_sync_now_needs_the_token(client: FlaskClient, services: EngineServices) -> None:
     missing = client.post("/api/v1/sync")
     assert missing.status_code == 401
     assert missing.headers["WWW-Authenticate"].startswith("Bearer")
@@ -332,7 +267,7 @@ def test_suspend_and_resume(client: FlaskClient) -> None:
     assert resumed.json["suspended"] is False
 
 
-def test_read_only_refuses_every_write(services: FakeServices) -> None:
+def test_read_only_refuses_every_write(services: EngineServices) -> None:
     client = client_for(services, read_only=True)
     services.engine.deploy_source(HELLO, "flows/company/team/hello.yaml")
     for path in ("/api/v1/sync", "/api/v1/sync/suspend", "/api/v1/executions/company.team/hello"):
@@ -343,7 +278,7 @@ def test_read_only_refuses_every_write(services: FakeServices) -> None:
     assert executions_total(client) == 0
 
 
-def test_without_a_token_configured_writes_are_open(services: FakeServices) -> None:
+def test_without_a_token_configured_writes_are_open(services: EngineServices) -> None:
     client = client_for(services, api_token=None)
     assert client.post("/api/v1/sync/suspend").status_code == 200
 
@@ -369,7 +304,9 @@ def hook(client: FlaskClient, body: bytes, headers: Row) -> TestResponse:
     return client.post("/api/v1/git/webhook", data=body, headers=headers)
 
 
-def test_a_signed_push_requests_a_sync_at_once(client: FlaskClient, services: FakeServices) -> None:
+def test_a_signed_push_requests_a_sync_at_once(
+    client: FlaskClient, services: EngineServices
+) -> None:
     answer = hook(client, push(), github(push()))
     assert answer.status_code == 202
     assert answer.json["accepted"] is True
@@ -406,7 +343,7 @@ def test_a_signed_push_requests_a_sync_at_once(client: FlaskClient, services: Fa
     ],
 )
 def test_other_providers_pushes_request_a_sync(
-    client: FlaskClient, services: FakeServices, headers: Row
+    client: FlaskClient, services: EngineServices, headers: Row
 ) -> None:
     answer = hook(client, push(), {**headers, "Content-Type": "application/json"})
     assert answer.status_code == 202, answer.json
@@ -414,7 +351,7 @@ def test_other_providers_pushes_request_a_sync(
 
 
 def test_a_bad_signature_is_refused_and_audited(
-    client: FlaskClient, services: FakeServices, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, services: EngineServices, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="headwater.audit")
     answer = hook(client, push(), github(push(), delivery="evil-1", secret="guess"))
@@ -431,7 +368,7 @@ def test_a_bad_signature_is_refused_and_audited(
     assert "refs/heads" not in line
 
 
-def test_a_missing_signature_is_refused(client: FlaskClient, services: FakeServices) -> None:
+def test_a_missing_signature_is_refused(client: FlaskClient, services: EngineServices) -> None:
     headers = github(push())
     del headers["X-Hub-Signature-256"]
     assert hook(client, push(), headers).status_code == 401
@@ -441,7 +378,7 @@ def test_a_missing_signature_is_refused(client: FlaskClient, services: FakeServi
     assert services.sync_requests == []
 
 
-def test_without_a_secret_every_webhook_is_refused(services: FakeServices) -> None:
+def test_without_a_secret_every_webhook_is_refused(services: EngineServices) -> None:
     client = client_for(services, webhook_secret=None)
     answer = hook(client, push(), github(push()))
     assert answer.status_code == 401
@@ -450,7 +387,7 @@ def test_without_a_secret_every_webhook_is_refused(services: FakeServices) -> No
 
 
 def test_a_push_to_another_branch_is_acknowledged_and_ignored(
-    client: FlaskClient, services: FakeServices
+    client: FlaskClient, services: EngineServices
 ) -> None:
     body = push("refs/heads/feature")
     answer = hook(client, body, github(body))
@@ -462,7 +399,7 @@ def test_a_push_to_another_branch_is_acknowledged_and_ignored(
     assert services.sync_requests == []
 
 
-def test_a_redelivery_is_acted_on_once(client: FlaskClient, services: FakeServices) -> None:
+def test_a_redelivery_is_acted_on_once(client: FlaskClient, services: EngineServices) -> None:
     first = hook(client, push(), github(push(), delivery="same"))
     again = hook(client, push(), github(push(), delivery="same"))
     assert (first.status_code, again.status_code) == (202, 202)
@@ -473,7 +410,7 @@ def test_a_redelivery_is_acted_on_once(client: FlaskClient, services: FakeServic
     assert services.sync_requests == ["webhook", "webhook"]
 
 
-def test_a_body_over_the_limit_is_refused_unread(services: FakeServices) -> None:
+def test_a_body_over_the_limit_is_refused_unread(services: EngineServices) -> None:
     client = client_for(services, max_webhook_bytes=1024)
     body = json.dumps({"ref": "refs/heads/main", "padding": "x" * 2000}).encode()
     answer = hook(client, body, github(body))
@@ -482,7 +419,7 @@ def test_a_body_over_the_limit_is_refused_unread(services: FakeServices) -> None
     assert services.sync_requests == []
 
 
-def test_ping_and_other_events(client: FlaskClient, services: FakeServices) -> None:
+def test_ping_and_other_events(client: FlaskClient, services: EngineServices) -> None:
     body = json.dumps({"zen": "Keep it logically awesome."}).encode()
     ping = hook(client, body, github(body, event="ping"))
     assert ping.status_code == 200
@@ -492,7 +429,7 @@ def test_ping_and_other_events(client: FlaskClient, services: FakeServices) -> N
     assert services.sync_requests == []
 
 
-def test_githubs_form_encoded_payload(client: FlaskClient, services: FakeServices) -> None:
+def test_githubs_form_encoded_payload(client: FlaskClient, services: EngineServices) -> None:
     body = urlencode({"payload": push("refs/heads/other").decode()}).encode()
     headers = {**github(body), "Content-Type": "application/x-www-form-urlencoded"}
     assert hook(client, body, headers).json["accepted"] is False

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import EngineFactory
+from engineservices import EngineServices
 from flask.testing import FlaskClient
-from test_api import REPOSITORY, FakeServices
+from test_api import REPOSITORY
 
 from headwater.daemon.engine.engine import Engine
 from headwater.daemon.services import WebSettings
@@ -22,7 +23,7 @@ def engine(make_engine: EngineFactory) -> Engine:
 
 @pytest.fixture
 def client(engine: Engine) -> FlaskClient:
-    return create_app(FakeServices(engine, WebSettings(REPOSITORY, "main"))).test_client()
+    return create_app(EngineServices(engine, WebSettings(REPOSITORY, "main"))).test_client()
 
 
 def add_execution(engine: Engine, execution_id: str, created: float) -> None:

@@ -1,6 +1,6 @@
 """Sign-in, sessions, CSRF, read-only and read-needs-token, through Flask's test client.
 
-The app is the real one on a real engine (see test_api.py's FakeServices); a tiny page
+The app is the real one on a real engine (see test_api.py's EngineServices); a tiny page
 blueprint stands in for a page form, so the guard is tested apart from the pages.
 """
 
@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from conftest import EngineFactory
+from engineservices import EngineServices
 from flask import Blueprint, Flask, render_template_string
 from flask.testing import FlaskClient
-from test_api import AUTH, HELLO, REPOSITORY, SECRET, TOKEN, FakeServices, github, push
+from test_api import AUTH, HELLO, REPOSITORY, SECRET, TOKEN, github, push
 from werkzeug.test import TestResponse
 
 from headwater.daemon.engine.engine import Engine
@@ -54,9 +55,9 @@ def engine(make_engine: EngineFactory) -> Engine:
 
 
 @pytest.fixture
-def services(engine: Engine) -> FakeServices:
+def services(engine: Engine) -> EngineServices:
     web = WebSettings(REPOSITORY, "main", api_token=TOKEN, webhook_secret=SECRET)
-    return FakeServices(engine, web)
+    return EngineServices(engine, web)
 
 
 class Browser:
@@ -82,7 +83,7 @@ class Browser:
         return self.client.post("/test-page/act", data=data)
 
 
-def browser_for(services: FakeServices, **settings: Any) -> Browser:
+def browser_for(services: EngineServices, **settings: Any) -> Browser:
     services.web = replace(services.web, **settings)
     acted: list[str] = []
     app = create_app(services)
@@ -91,7 +92,7 @@ def browser_for(services: FakeServices, **settings: Any) -> Browser:
 
 
 @pytest.fixture
-def browser(services: FakeServices) -> Browser:
+def browser(services: EngineServices) -> Browser:
     return browser_for(services)
 
 
@@ -161,7 +162,7 @@ def test_signing_out_ends_the_session(browser: Browser) -> None:
     assert browser.act(browser.csrf("/test-page/")).status_code == 403
 
 
-def test_a_new_token_signs_everybody_out(services: FakeServices) -> None:
+def test_a_new_token_signs_everybody_out(services: EngineServices) -> None:
     browser = browser_for(services, session_secret="fixed-key")
     browser.sign_in()
     services.web = replace(services.web, api_token="a-new-token")
@@ -200,7 +201,7 @@ def test_bearer_calls_need_no_csrf_token(browser: Browser) -> None:
     assert browser.client.post("/api/v1/sync/suspend", headers=AUTH).status_code == 200
 
 
-def test_without_a_token_cross_site_writes_are_refused(services: FakeServices) -> None:
+def test_without_a_token_cross_site_writes_are_refused(services: EngineServices) -> None:
     browser = browser_for(services, api_token=None)
     forged = browser.client.post(
         "/api/v1/sync/suspend", headers={"Origin": "https://evil.example.com"}
@@ -213,7 +214,7 @@ def test_without_a_token_cross_site_writes_are_refused(services: FakeServices) -
 
 
 # -- read-only -----------------------------------------------------------------------------
-def test_read_only_hides_buttons_and_refuses_page_writes(services: FakeServices) -> None:
+def test_read_only_hides_buttons_and_refuses_page_writes(services: EngineServices) -> None:
     browser = browser_for(services, read_only=True)
     browser.sign_in()
     page = browser.client.get("/test-page/").get_data(as_text=True)
@@ -226,7 +227,7 @@ def test_read_only_hides_buttons_and_refuses_page_writes(services: FakeServices)
 
 
 # -- reading needs the token ---------------------------------------------------------------
-def test_reading_can_require_the_token(services: FakeServices, engine: Engine) -> None:
+def test_reading_can_require_the_token(services: EngineServices, engine: Engine) -> None:
     engine.deploy_source(HELLO, "flows/company/team/hello.yaml")
     browser = browser_for(services, read_requires_token=True)
     client = browser.client
@@ -250,7 +251,7 @@ def test_reading_can_require_the_token(services: FakeServices, engine: Engine) -
     assert client.get("/api/v1/flows/search").json["total"] == 1
 
 
-def test_reading_needs_a_token_to_be_configured(services: FakeServices) -> None:
+def test_reading_needs_a_token_to_be_configured(services: EngineServices) -> None:
     services.web = replace(services.web, api_token=None, read_requires_token=True)
     with pytest.raises(HeadwaterError, match="HEADWATER_TOKEN"):
         create_app(services)
@@ -258,7 +259,7 @@ def test_reading_needs_a_token_to_be_configured(services: FakeServices) -> None:
 
 # -- the session key -----------------------------------------------------------------------
 def test_the_session_key_is_made_once_per_data_directory(
-    services: FakeServices, tmp_path: Path
+    services: EngineServices, tmp_path: Path
 ) -> None:
     key_file = tmp_path / "session.key"
     first = browser_for(services, session_key_file=key_file)
@@ -277,7 +278,7 @@ def test_the_session_key_is_made_once_per_data_directory(
 
 
 # -- the real pages ------------------------------------------------------------------------
-def test_the_status_pages_are_guarded_like_any_page(services: FakeServices) -> None:
+def test_the_status_pages_are_guarded_like_any_page(services: EngineServices) -> None:
     browser = browser_for(services, read_requires_token=True)
     for path in ("/", "/flows", "/executions", "/syncs", "/executions/some-id"):
         answer = browser.client.get(path)

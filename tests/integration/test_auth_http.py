@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import EngineFactory
-from test_api import REPOSITORY, TOKEN, FakeServices
+from engineservices import EngineServices
+from test_api import REPOSITORY, TOKEN
 from waitress.server import create_server
 
 from headwater.daemon.engine.engine import Engine
@@ -34,7 +35,7 @@ def engine(make_engine: EngineFactory) -> Engine:
 @pytest.fixture
 def base_url(engine: Engine) -> Iterator[str]:
     web = WebSettings(REPOSITORY, "main", api_token=TOKEN, read_requires_token=True)
-    server = create_server(create_app(FakeServices(engine, web)), host="127.0.0.1", port=0)
+    server = create_server(create_app(EngineServices(engine, web)), host="127.0.0.1", port=0)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

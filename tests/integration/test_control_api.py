@@ -1,7 +1,8 @@
 """The control API (kill, restart, replay, resume) over real HTTP: the Flask app served
 on 127.0.0.1, on a real engine (SQLite, worker threads, real processes).
 
-`ControlServices` is the `Services` seam over that engine; only git is left out
+`EngineServices` (tests/engineservices.py) is the `Services` seam over that engine; only
+git is left out
 (flows are deployed with the engine's own verb).
 """
 
@@ -12,65 +13,24 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Flows, wait_until
+from engineservices import EngineServices
 from test_engine_kill import processes_with, running_with_pgid
 from werkzeug.serving import make_server
 
 from headwater.daemon.engine.engine import Engine
-from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.services import WebSettings
-from headwater.daemon.store.store import Row
 from headwater.runners.process import process_group_alive
 from headwater.web.app import create_app
 
 TOKEN = "control-api-token"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class ControlServices:
-    """The `Services` seam over a real engine, as the daemon wires it (git left out)."""
-
-    def __init__(self, engine: Engine, web: WebSettings) -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.storage = engine.storage
-        self.web = web
-
-    def start_execution(
-        self,
-        namespace: str,
-        flow_id: str,
-        inputs: Mapping[str, Any],
-        labels: Mapping[str, str] | None = None,
-    ) -> Row:
-        request = ExecutionRequest(namespace, flow_id, inputs=dict(inputs))
-        return self.engine.start_execution(request)
-
-    def kill_execution(self, execution_id: str) -> Row:
-        return self.engine.control.kill(execution_id)
-
-    def restart_execution(self, execution_id: str) -> Row:
-        return self.engine.control.restart(execution_id)
-
-    def replay_execution(
-        self,
-        execution_id: str,
-        task_run_id: str | None = None,
-        inputs: Mapping[str, Any] | None = None,
-    ) -> Row:
-        return self.engine.control.replay(execution_id, task_run_id, inputs)
-
-    def resume_execution(self, execution_id: str, inputs: Mapping[str, Any] | None = None) -> Row:
-        return self.engine.control.resume(execution_id, inputs)
-
-    def ready(self) -> tuple[bool, str]:
-        return True, "ready"
 
 
 @dataclass
@@ -112,7 +72,7 @@ class Api:
 @pytest.fixture
 def api(engine: Engine) -> Iterator[Api]:
     """The app for `engine` on a real socket (the `flows` fixture deploys into it)."""
-    services = ControlServices(engine, WebSettings("file:///flows.git", "main", api_token=TOKEN))
+    services = EngineServices(engine, WebSettings("file:///flows.git", "main", api_token=TOKEN))
     server = make_server("127.0.0.1", 0, create_app(services), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

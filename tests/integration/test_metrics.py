@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from conftest import EngineFactory, Flows
+from engineservices import EngineServices
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from test_api import REPOSITORY, FakeServices, record_sync
+from test_api import REPOSITORY, record_sync
 
 from headwater.daemon.engine.engine import Engine
 from headwater.daemon.services import WebSettings
@@ -62,7 +63,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def client(engine: Engine, clock: Clock) -> FlaskClient:
-    services = FakeServices(engine, WebSettings(REPOSITORY, "main"))
+    services = EngineServices(engine, WebSettings(REPOSITORY, "main"))
     return create_app(services, clock=clock).test_client()
 
 

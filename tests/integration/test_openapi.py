@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from conftest import EngineFactory
+from engineservices import EngineServices
 from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
-from test_api import AUTH, HELLO, REPOSITORY, SECRET, TOKEN, FakeServices, record_sync
+from test_api import AUTH, HELLO, REPOSITORY, SECRET, TOKEN, record_sync
 
 from headwater.daemon.engine.engine import Engine
 from headwater.daemon.services import WebSettings
@@ -34,7 +35,7 @@ def engine(make_engine: EngineFactory) -> Engine:
 @pytest.fixture
 def app(engine: Engine) -> Flask:
     web = WebSettings(REPOSITORY, "main", api_token=TOKEN, webhook_secret=SECRET)
-    return create_app(FakeServices(engine, web))
+    return create_app(EngineServices(engine, web))
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """The status page through Flask's test client, on a real engine (SQLite on a temporary
 data directory, worker threads, real processes).
 
-`PageServices` is the `Services` seam over that engine; git is left out: syncs are
-recorded with the store's own verbs and commits are described from a dict.
+`EngineServices` (tests/engineservices.py) is the `Services` seam over that engine; git
+is left out: syncs are recorded with the store's own verbs and commits are described
+from a dict.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import html
 import io
 import re
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from conftest import EngineFactory, Flows, wait_until
+from engineservices import EngineServices
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -26,7 +27,6 @@ from headwater.daemon.errors import Diagnostic, Position
 from headwater.daemon.git import Commit
 from headwater.daemon.services import WebSettings
 from headwater.daemon.store.store import Row
-from headwater.daemon.sync import SyncOutcome
 from headwater.web.app import create_app
 
 REPOSITORY = "https://deploy:hunter2@git.example.com/acme/flows.git"
@@ -161,70 +161,18 @@ tasks:
 """
 
 
-class PageServices:
-    """The `Services` seam over a real engine; git is the only part left out."""
-
-    def __init__(self, engine: Engine, web: WebSettings) -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.storage = engine.storage
-        self.web = web
-        self.commits: dict[str, Commit] = {}
-
-    def commit_info(self, sha: str) -> Commit | None:
-        return self.commits.get(sha)
-
-    def request_sync(self, cause: str) -> None:
-        pass
-
-    def sync_now(self, to: str | None = None, timeout: float = 60.0) -> SyncOutcome:
-        raise NotImplementedError
-
-    def start_execution(
-        self,
-        namespace: str,
-        flow_id: str,
-        inputs: Mapping[str, Any],
-        labels: Mapping[str, str] | None = None,
-    ) -> Row:
-        request = ExecutionRequest(
-            namespace, flow_id, inputs=dict(inputs), labels=dict(labels or {})
-        )
-        return self.engine.start_execution(request)
-
-    def kill_execution(self, execution_id: str) -> Row:
-        return self.engine.control.kill(execution_id)
-
-    def restart_execution(self, execution_id: str) -> Row:
-        return self.engine.control.restart(execution_id)
-
-    def replay_execution(
-        self,
-        execution_id: str,
-        task_run_id: str | None = None,
-        inputs: Mapping[str, Any] | None = None,
-    ) -> Row:
-        return self.engine.control.replay(execution_id, task_run_id, inputs)
-
-    def resume_execution(self, execution_id: str, inputs: Mapping[str, Any] | None = None) -> Row:
-        return self.engine.control.resume(execution_id, inputs)
-
-    def ready(self) -> tuple[bool, str]:
-        return True, "ready"
-
-
 @pytest.fixture
 def engine(make_engine: EngineFactory) -> Engine:
     return make_engine(workers=2)
 
 
 @pytest.fixture
-def services(engine: Engine) -> PageServices:
-    return PageServices(engine, WebSettings(REPOSITORY, "main"))
+def services(engine: Engine) -> EngineServices:
+    return EngineServices(engine, WebSettings(REPOSITORY, "main"))
 
 
 @pytest.fixture
-def client(services: PageServices) -> FlaskClient:
+def client(services: EngineServices) -> FlaskClient:
     return create_app(services).test_client()
 
 
@@ -252,7 +200,7 @@ def post(
     return client.post(path, data=form, content_type="multipart/form-data")
 
 
-def record_sync(services: PageServices, result: str = "Succeeded", **values: Any) -> int:
+def record_sync(services: EngineServices, result: str = "Succeeded", **values: Any) -> int:
     row = {
         "started_at": time.time() - 60,
         "finished_at": time.time() - 58.5,
@@ -327,7 +275,7 @@ def test_static_files_are_served(client: FlaskClient) -> None:
 
 # -- overview and syncs --------------------------------------------------------------------
 def test_overview_shows_the_deployed_commit_and_a_failed_sync(
-    client: FlaskClient, services: PageServices
+    client: FlaskClient, services: EngineServices
 ) -> None:
     services.commits[SHA1] = Commit(
         SHA1, "Ada <ada@example.com>", time.time() - 7200, "Add the ETL flow\n\nbody", ()
@@ -361,7 +309,7 @@ def test_overview_shows_the_deployed_commit_and_a_failed_sync(
 
 
 def test_overview_counts_the_last_day_and_lists_what_runs(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     deploy(engine, FAILING)
     deploy(engine, SLEEPER)
@@ -377,7 +325,7 @@ def test_overview_counts_the_last_day_and_lists_what_runs(
     engine.kill(sleeping["id"])
 
 
-def test_syncs_page_through_every_attempt(client: FlaskClient, services: PageServices) -> None:
+def test_syncs_page_through_every_attempt(client: FlaskClient, services: EngineServices) -> None:
     ids = [record_sync(services) for _ in range(55)]
     first = visible(client.get("/syncs"))
     assert "page 1 of 2" in first
@@ -388,7 +336,7 @@ def test_syncs_page_through_every_attempt(client: FlaskClient, services: PageSer
 
 # -- flows ---------------------------------------------------------------------------------
 def test_flows_show_the_namespace_tree_triggers_and_last_states(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     deploy(engine, SHAPES)
     deploy(engine, TYPED)
@@ -416,7 +364,7 @@ def test_flows_show_the_namespace_tree_triggers_and_last_states(
 
 
 def test_a_flow_shows_source_topology_and_revisions_with_diffs(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     deploy(engine, SHAPES, SHA1, "Add shapes")
     changed = SHAPES.replace('message: "2"', 'message: "two"')
@@ -463,7 +411,7 @@ def test_a_flow_shows_source_topology_and_revisions_with_diffs(
 
 
 def test_a_deleted_flow_keeps_its_history(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     deploy(engine, FAILING, SHA1)
     with services.store.write() as tx:
@@ -529,7 +477,7 @@ def test_refused_inputs_show_next_to_their_fields(client: FlaskClient, engine: E
 
 
 def test_the_start_form_starts_an_execution_with_a_file(
-    client: FlaskClient, services: PageServices, engine: Engine, flows: Flows
+    client: FlaskClient, services: EngineServices, engine: Engine, flows: Flows
 ) -> None:
     deploy(engine, TYPED)
     form = {
@@ -583,7 +531,7 @@ def test_the_start_form_starts_an_execution_with_a_file(
 
 # -- executions ----------------------------------------------------------------------------
 def test_executions_filter_by_namespace_flow_state_and_time(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     deploy(engine, FAILING)
     deploy(engine, TYPED)
@@ -606,7 +554,7 @@ def test_executions_filter_by_namespace_flow_state_and_time(
 
 
 def test_executions_page_through_a_long_list(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     deploy(engine, FAILING)
     now = time.time()
@@ -666,7 +614,7 @@ def test_each_attempt_is_a_stretch_of_the_timeline(client: FlaskClient, engine: 
 
 
 def test_a_huge_log_shows_its_last_lines_and_pages_back(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     deploy(engine, FAILING)
     execution = run(engine, "company", "failing")
@@ -698,7 +646,7 @@ def test_a_huge_log_shows_its_last_lines_and_pages_back(
 
 
 def test_hostile_strings_show_as_text(
-    client: FlaskClient, services: PageServices, engine: Engine
+    client: FlaskClient, services: EngineServices, engine: Engine
 ) -> None:
     source = f"""\
 id: hostile
@@ -815,7 +763,7 @@ def test_page_posts_need_the_csrf_token(client: FlaskClient, engine: Engine) -> 
 
 
 def test_read_only_hides_the_buttons_and_refuses_posts(
-    services: PageServices, engine: Engine
+    services: EngineServices, engine: Engine
 ) -> None:
     services.web = replace(services.web, read_only=True)
     client = create_app(services).test_client()
