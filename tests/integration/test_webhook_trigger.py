@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -75,8 +75,9 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class Http:
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.url = f"http://127.0.0.1:{daemon.port}"
 
     def call(
         self,
@@ -147,7 +148,7 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Http]:
     daemon = Daemon(settings)
     daemon.start()
     try:
-        client = Http(daemon.port)
+        client = Http(daemon)
         deadline = time.monotonic() + 30
         while client.call("GET", "/readyz").status != 200:
             assert time.monotonic() < deadline, "the daemon never became ready"
@@ -250,3 +251,20 @@ def test_webhooks_need_no_token_but_the_api_does(http: Http) -> None:
     assert http.hook(KEY, {"id": "C-1"}).status == 200
     start = http.call("POST", "/api/v1/executions/shop/orders", b"{}")
     assert start.status == 401
+
+
+def test_a_read_only_daemon_starts_nothing_from_a_webhook(http: Http) -> None:
+    def orders() -> int:
+        found = http.call("GET", "/api/v1/executions/search?namespace=shop&size=1").body
+        return int(found["total"])
+
+    before = orders()
+    writable = http.daemon.web
+    http.daemon.web = replace(writable, read_only=True)
+    try:
+        answer = http.hook(KEY, {"id": "D-1"})
+    finally:
+        http.daemon.web = writable
+    assert answer.status == 403
+    assert "read-only" in answer.body["message"]
+    assert orders() == before
