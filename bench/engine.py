@@ -16,10 +16,12 @@ Latency is measured from the moment the execution is requested (just before
 in-process end callback (`engine.executor.ended`, called right after the commit that
 ends the execution). The store's own `end_date - created_at` is printed beside it.
 
-    python bench/engine.py [--quick]
+    python bench/engine.py [--quick] [--db URL]
 
 `--quick` shortens every run (a smoke test); the figures in docs/benchmarks.md come from
-a run without it.
+a run without it. `--db postgresql+psycopg://…` runs the engine on that database instead
+of SQLite (what `headwater up --db` does); the bench drops Headwater's tables in it
+before each engine, so give it a database of its own.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sqlalchemy import event
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
+from headwater.daemon.store.tables import metadata
 
 NAMESPACE = "bench"
 SEQUENTIAL_TASKS = 40
@@ -123,11 +126,17 @@ def two_task_flow(flow_id: str) -> str:
 
 
 # -- an engine with end times -------------------------------------------------------------
+DATABASE: list[str] = []
+"""The --db URL, when given (set once by main; every engine of the run uses it)."""
+
+
 class Bench:
     """An engine in a temporary data directory that notes when each execution ends."""
 
     def __init__(self, folder: Path) -> None:
-        self.engine = Engine(EngineSettings(data_dir=folder))
+        if DATABASE:
+            empty_database(DATABASE[0])
+        self.engine = Engine(EngineSettings(data_dir=folder, db_url=next(iter(DATABASE), None)))
         self.ended_at: dict[str, float] = {}
         # only what the figures need: keeping whole rows would grow the heap the garbage
         # collector walks, and its pauses are part of what is measured
@@ -168,6 +177,15 @@ class Bench:
         return float(self.stored_latency[execution_id])
 
 
+def empty_database(url: str) -> None:
+    """Drop Headwater's tables, so each engine starts on an empty schema like SQLite's."""
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        metadata.drop_all(connection)
+        connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    engine.dispose()
+
+
 @contextmanager
 def bench_engine(started: bool = True) -> Iterator[Bench]:
     with tempfile.TemporaryDirectory(prefix="headwater-bench-") as folder:
@@ -182,6 +200,9 @@ def bench_engine(started: bool = True) -> Iterator[Bench]:
 
 # -- the machine and the settings -----------------------------------------------------------
 def describe_setup() -> None:
+    if DATABASE:
+        describe_postgres()
+        return
     with bench_engine(started=False) as bench:
         with bench.engine.db.connect() as connection:
             journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
@@ -202,6 +223,25 @@ def describe_setup() -> None:
         f"synchronous={sync_names.get(synchronous, synchronous)} ({synchronous}), "
         f"busy_timeout={busy} ms (read from a live connection)"
     )
+    print(f"worker threads:  {workers} (EngineSettings default), one executor thread")
+    print_load("load average:   ")
+
+
+def describe_postgres() -> None:
+    with bench_engine(started=False) as bench:
+        with bench.engine.db.connect() as connection:
+            version = connection.exec_driver_sql("SHOW server_version").scalar()
+            settings = {
+                name: connection.exec_driver_sql(f"SHOW {name}").scalar()
+                for name in ("fsync", "synchronous_commit", "shared_buffers")
+            }
+        workers = len(bench.engine.workers)
+    url = sqlalchemy.engine.make_url(DATABASE[0])
+    print(f"date:            {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(f"machine:         {platform.machine()}, {os.cpu_count()} cores")
+    print(f"python:          {sys.version.split()[0]}, SQLAlchemy {sqlalchemy.__version__}")
+    print(f"postgresql:      {version} at {url.host}:{url.port} ({url.drivername})")
+    print("server settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     print(f"worker threads:  {workers} (EngineSettings default), one executor thread")
     print_load("load average:   ")
 
@@ -607,7 +647,10 @@ def main() -> None:
         action="append",
         help="run only these figures (repeatable)",
     )
+    parser.add_argument("--db", help="database URL (default: SQLite in a temporary directory)")
     args = parser.parse_args()
+    if args.db:
+        DATABASE.append(args.db)
     durations = Durations.quick() if args.quick else Durations()
     only = set(args.only or ("1", "2", "3", "4"))
     describe_setup()

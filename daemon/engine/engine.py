@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import IO, Any
 from headwater.daemon.engine.containers import build_runners, remove_orphans_soon
 from headwater.daemon.engine.context import Renderer
 from headwater.daemon.engine.control import Control
-from headwater.daemon.engine.executor import ExecutionRequest, Executor
+from headwater.daemon.engine.executor import ExecutionRequest, Executor, owner_name
 from headwater.daemon.engine.flows import FlowCache, index_tasks, parse_flow
 from headwater.daemon.engine.inputs import (
     InputsRefused,
@@ -107,6 +108,7 @@ class Engine:
             lease_seconds=settings.lease_seconds,
             heartbeat_seconds=settings.heartbeat_seconds,
         )
+        tag = uuid.uuid4().hex[:6]  # two engines in one process are two owners
         self.workers = [
             Worker(
                 self.store,
@@ -119,7 +121,7 @@ class Engine:
                 worker_settings,
                 namespace_files=namespace_files,
                 clock=clock,
-                name=f"{os.getpid()}-w{i}",
+                name=owner_name(f"{os.getpid()}.{tag}-w{i}"),
             )
             for i in range(settings.workers)
         ]

@@ -9,8 +9,10 @@ which handles what time alone changes (sleeps, pauses, retries, lost leases).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import socket
 import threading
 import time
 import uuid
@@ -176,9 +178,15 @@ class Executor:
         return row
 
     # -- advancing -----------------------------------------------------------------------
-    def advance(self, tx: Tx, execution_id: str) -> list[Row]:
-        """Plan and apply the next step of an execution; the executions that ended."""
-        execution = tx.execution(execution_id)
+    def advance(self, tx: Tx, execution_id: str, unless_locked: bool = False) -> list[Row]:
+        """Plan and apply the next step of an execution; the executions that ended.
+
+        The execution's row is locked first: on PostgreSQL two children that end at once
+        would otherwise each plan their parent without the other's end, and the later
+        commit would clear the `dirty` mark the earlier one set (the parent stuck RUNNING).
+        With `unless_locked`, an execution another transaction holds is left to it.
+        """
+        execution = tx.execution(execution_id, lock=True, unless_locked=unless_locked)
         if execution is None:
             return []
         if State(execution["state"]).terminal:
@@ -197,7 +205,10 @@ class Executor:
         ended = self._apply(tx, execution, plan)
         if plan.ended:  # its slot is free at once: the next queued ones start now
             for queued_id in concurrency.next_in_line(tx, flow, execution):
-                ended += self.advance(tx, queued_id)
+                # One that another transaction holds is being advanced there: it will ask
+                # for a slot under the flow's lock once this commits (waiting for it here,
+                # flow lock held, would deadlock with that transaction).
+                ended += self.advance(tx, queued_id, unless_locked=True)
         return ended
 
     def start_with_runs(
@@ -246,13 +257,13 @@ class Executor:
             tx.update_execution(child_id, {"kill_requested": True, "dirty": True})
         claimable = sum(1 for r in new_runs if r["runnable"] and r["state"] == State.CREATED)
         if claimable:
-            self.work.notify(claimable)
+            tx.committed.append(functools.partial(self.work.notify, claimable))
         if plan.ended and execution.get("parent_task_run_id"):
             ended += self._report_to_parent(tx, execution)
         if plan.ended == State.FAILED:
             self._retry_execution(tx, execution)
         if "wake_at" in changed or plan.kill_executions:
-            self.timers.notify()
+            tx.committed.append(self.timers.notify)
         return ended
 
     def _start_child(self, tx: Tx, parent: Row, child: Row) -> list[Row]:
@@ -281,7 +292,7 @@ class Executor:
                 },
             )
             tx.update_execution(parent["id"], {"dirty": True})
-            self.timers.notify()
+            tx.committed.append(self.timers.notify)
             return []
         return self._advance_rows(tx, row, [])
 
@@ -312,7 +323,7 @@ class Executor:
             start_at=now + delay,
         )
         self._insert_execution(tx, request)
-        self.timers.notify()
+        tx.committed.append(self.timers.notify)
 
     def _report_to_parent(self, tx: Tx, execution: Row) -> list[Row]:
         run_id = execution["parent_task_run_id"]
@@ -346,18 +357,23 @@ class Executor:
         """
         now = self.clock()
         values = self._attempt_outcome(run, execution, result, now)
-        with self.store.write() as tx:
+
+        def finish(tx: Tx) -> list[Row] | None:
             if not tx.finish_attempt(run["id"], run["attempt"], owner, values):
-                log.warning("late result ignored: lease lost", extra={"task_run": run["id"]})
-                return False
+                return None
             if result.labels:
-                current = tx.execution(execution["id"]) or execution
+                current = tx.execution(execution["id"], lock=True) or execution
                 merged = {i["key"]: i["value"] for i in current.get("labels") or []}
                 merged.update(result.labels)
                 tx.update_execution(
                     execution["id"], {"labels": [{"key": k, "value": v} for k, v in merged.items()]}
                 )
-            ended = self.advance(tx, execution["id"])
+            return self.advance(tx, execution["id"])
+
+        ended = self.store.retrying(finish)
+        if ended is None:
+            log.warning("late result ignored: lease lost", extra={"task_run": run["id"]})
+            return False
         self._after_commit(ended)
         return True
 
@@ -413,17 +429,19 @@ class Executor:
         for run in self.store.expired_leases(now):
             self._lease_lost(run)
         for execution_id in self.store.executions_to_advance(now):
-            with self.store.write() as tx:
-                ended = self.advance(tx, execution_id)
+            ended = self.store.retrying(functools.partial(self._advance_in, execution_id))
             self._after_commit(ended)
+
+    def _advance_in(self, execution_id: str, tx: Tx) -> list[Row]:
+        return self.advance(tx, execution_id)
 
     def _lease_lost(self, run: Row) -> None:
         with self.store.read() as tx:
             execution = tx.execution(run["execution_id"])
         if execution is None or run["lease_owner"] is None:
             return
-        if run.get("pgid"):
-            _end_leftover(run["pgid"])
+        if run.get("pgid") and run["lease_owner"].startswith(f"{HOST}:"):
+            _end_leftover(run["pgid"])  # a process group number means nothing elsewhere
         error = "the worker running it stopped (its lease expired)"
         result = TaskResult(state=State.FAILED, error=error)
         if execution.get("kill_requested"):
@@ -432,10 +450,11 @@ class Executor:
 
     # -- control ---------------------------------------------------------------------------
     def kill(self, execution_id: str) -> None:
-        with self.store.write() as tx:
+        def kill(tx: Tx) -> list[Row]:
             tx.update_execution(execution_id, {"kill_requested": True})
-            ended = self.advance(tx, execution_id)
-        self._after_commit(ended)
+            return self.advance(tx, execution_id)
+
+        self._after_commit(self.store.retrying(kill))
         self.work.notify()
 
     def resume(self, execution_id: str) -> bool:
@@ -498,6 +517,15 @@ def _flow_labels(flow: Flow) -> dict[str, str]:
 
 def _truthy(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+HOST = socket.gethostname()
+
+
+def owner_name(worker: str) -> str:
+    """A lease owner: the machine, then `worker`. With replicas on several machines
+    sharing PostgreSQL, a lost lease's process group is ended only where it ran."""
+    return f"{HOST}:{worker}"
 
 
 def _end_leftover(pgid: int) -> None:

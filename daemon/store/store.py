@@ -10,9 +10,10 @@ PostgreSQL.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import OperationalError
 
 from headwater.daemon.store.db import is_sqlite, read_transaction, write_transaction
 from headwater.daemon.store.tables import (
@@ -44,6 +46,8 @@ from headwater.daemon.store.tables import (
 )
 
 Row = dict[str, Any]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 EXECUTIONS = ExecutionRow.__table__  # type: ignore[attr-defined]
 TASK_RUNS = TaskRunRow.__table__  # type: ignore[attr-defined]
@@ -58,11 +62,15 @@ PICKUPS = FilePickupRow.__table__  # type: ignore[attr-defined]
 TRIGGER_STATES = TriggerStateRow.__table__  # type: ignore[attr-defined]
 
 CLAIMABLE = ("CREATED", "RETRYING")
+DEADLOCK_ATTEMPTS = 5  # a transaction PostgreSQL ended to break a deadlock runs again
+RETRIED_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 JSON_COLUMNS = frozenset(c.name for c in EXECUTIONS.c if isinstance(c.type, JSON))
 IN_CHUNK = 500  # values in one `IN (…)` list, well under every database's limit
 
 # Hot statements are built once: building a statement costs more than running it.
 _EXECUTION_BY_ID = select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("id"))
+_EXECUTION_BY_ID_LOCKED = _EXECUTION_BY_ID.with_for_update()  # SQLite leaves FOR UPDATE out
+_EXECUTION_BY_ID_UNLESS_LOCKED = _EXECUTION_BY_ID.with_for_update(skip_locked=True)
 _RUNS_OF_EXECUTION = (
     select(TASK_RUNS).where(TASK_RUNS.c.execution_id == bindparam("id")).order_by(TASK_RUNS.c.seq)
 )
@@ -112,10 +120,22 @@ class Tx:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.committed: list[Callable[[], None]] = []
+        """Called once a write transaction commits (not when it rolls back): wake-ups
+        for other threads, which on PostgreSQL would not yet see uncommitted rows."""
 
     # -- executions ------------------------------------------------------------------
-    def execution(self, execution_id: str) -> Row | None:
-        row = self.connection.execute(_EXECUTION_BY_ID, {"id": execution_id}).mappings().first()
+    def execution(
+        self, execution_id: str, lock: bool = False, unless_locked: bool = False
+    ) -> Row | None:
+        """An execution's row; with `lock`, held until the transaction ends, so that on
+        PostgreSQL whoever decides an execution's next step next sees this one's writes
+        (on SQLite the write transaction is alone already). With `unless_locked`, None
+        when another transaction holds it (PostgreSQL) instead of waiting."""
+        statement = _EXECUTION_BY_ID
+        if lock or unless_locked:
+            statement = _EXECUTION_BY_ID_UNLESS_LOCKED if unless_locked else _EXECUTION_BY_ID_LOCKED
+        row = self.connection.execute(statement, {"id": execution_id}).mappings().first()
         return dict(row) if row else None
 
     def unfinished_executions(self, namespace: str, flow_id: str) -> list[Row]:
@@ -666,6 +686,11 @@ class Tx:
         self.connection.exec_driver_sql(statement, values)
 
 
+def _lost_a_deadlock(error: OperationalError) -> bool:
+    """PostgreSQL ended this transaction to break a deadlock (or a serialization failure)."""
+    return getattr(error.orig, "sqlstate", None) in RETRIED_SQLSTATES
+
+
 class Store:
     """The database behind Headwater, reached only through these verbs."""
 
@@ -676,12 +701,30 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         with write_transaction(self.engine) as connection:
-            yield Tx(connection)
+            tx = Tx(connection)
+            yield tx
+        for hook in tx.committed:
+            hook()
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         with read_transaction(self.engine) as connection:
             yield Tx(connection)
+
+    def retrying(self, work: Callable[[Tx], T]) -> T:
+        """`work` in a write transaction, run again when PostgreSQL picked it to break a
+        deadlock. Executions lock their rows while they move, and some moves lock two
+        in either order (a child reporting to its parent while the parent kills it):
+        the server ends one of the two after `deadlock_timeout`, and it goes again."""
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with self.write() as tx:
+                    return work(tx)
+            except OperationalError as error:
+                if attempt == DEADLOCK_ATTEMPTS or not _lost_a_deadlock(error):
+                    raise
+                log.info("transaction ended to break a deadlock; trying again (%d)", attempt)
+        raise AssertionError("unreachable")  # the last attempt returned or raised
 
     # -- work for workers --------------------------------------------------------------
     def claim_task_run(

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from headwater.daemon.engine.context import is_true, labels_map, text_of
 from headwater.daemon.engine.executor import ExecutionRequest, Executor
 from headwater.daemon.engine.flows import parse_flow
@@ -197,6 +199,10 @@ class FlowTriggers:
                 row, ended = self.executor.create_in(tx, request)
         except HeadwaterError as exc:
             self._note(tx, upstream, "ERROR", f"{_what(listener)} could not start it: {exc}")
+            return []
+        except IntegrityError:
+            # PostgreSQL: another replica made this trigger key's execution after our
+            # check; it fired once, there.
             return []
         except Exception:  # a bug must not undo the upstream's end: it is logged instead
             log.exception("flow trigger failed", extra={"execution": upstream["id"]})

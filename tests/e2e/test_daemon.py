@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import pytest
 from gitrepos import GitHttpServer, WorkingClone, make_remote
+from sqlalchemy import create_engine, text
 
 from headwater.daemon.daemon import HINT_SPACING_SECONDS
 
@@ -117,11 +118,13 @@ class RunningDaemon:
         poll: float = 0,
         watch: bool = False,
         env: Mapping[str, str] | None = None,
+        db: str | None = None,
     ) -> None:
         self.repo = repo
         self.data_dir = data_dir
         self.log = log
         self.poll = poll
+        self.db = db
         self.env = {"HEADWATER_WATCH": "true" if watch else "false", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -131,6 +134,7 @@ class RunningDaemon:
         """Start the process (its own session, so a test can end all it started)."""
         args = ["up", "--repo", self.repo, "--data-dir", str(self.data_dir), "--port", "0"]
         args += ["--poll-interval", str(self.poll)]
+        args += ["--db", self.db] if self.db else []
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -733,6 +737,42 @@ def test_sigterm_stops_cleanly_and_a_restart_carries_on(
     restarted.wait_deployed(second)
     assert restarted.flows() == {"team.a": (2, second)}
     assert [h["id"] for h in restarted.syncs()] == [1, 2]
+
+
+@pytest.mark.postgres
+def test_a_daemon_on_its_database_deploys_runs_and_carries_on_after_a_restart(
+    repos: Repos, start_daemon: DaemonFactory, db_url: str | None
+) -> None:
+    first = repos.push({"flows/team/a.yaml": flow("team", "a", "first run")})
+    daemon = start_daemon(f"file://{repos.remote}", db=db_url)
+    assert daemon.flows() == {"team.a": (1, first)}
+    before = daemon.post("/api/v1/executions/team/a").body["id"]
+    wait_until(lambda: daemon.get(f"/api/v1/executions/{before}")["state"]["endDate"])
+    assert daemon.terminate() == 0
+    restarted = start_daemon(f"file://{repos.remote}", db=db_url)
+    assert restarted.sync_status()["deployedCommit"] == first
+    kept = restarted.get(f"/api/v1/executions/{before}")
+    assert kept["state"]["current"] == "SUCCESS"
+    assert [line["message"] for line in restarted.get(f"/api/v1/logs/{before}")] == ["first run"]
+    second = repos.push({"flows/team/a.yaml": flow("team", "a", "after restart")})
+    restarted.webhook(after=second)
+    restarted.wait_deployed(second)
+    after = restarted.post("/api/v1/executions/team/a").body
+    assert (after["flowRevision"], after["commit"]) == (2, second)
+    done = wait_until(
+        lambda: (
+            (row := restarted.get(f"/api/v1/executions/{after['id']}"))["state"]["endDate"] and row
+        )
+    )
+    assert done["state"]["current"] == "SUCCESS"
+    assert [h["toCommit"] for h in restarted.syncs()] == [first, second]
+    if db_url is not None:  # the rows are in PostgreSQL, not in the data directory
+        engine = create_engine(db_url)
+        with engine.connect() as connection:
+            ids = connection.execute(text("SELECT id FROM executions")).scalars()
+            assert sorted(ids) == sorted([before, after["id"]])
+        engine.dispose()
+        assert not (restarted.data_dir / "headwater.db").exists()
 
 
 def test_a_second_daemon_on_the_same_data_directory_refuses(

@@ -162,8 +162,9 @@ EngineFactory = Callable[..., Engine]
 
 
 @pytest.fixture
-def make_engine(tmp_path: Path) -> Iterator[EngineFactory]:
-    """Engines on `tmp_path/data`, started; every one is stopped at the end."""
+def make_engine(tmp_path: Path, db_url: str | None) -> Iterator[EngineFactory]:
+    """Engines on `tmp_path/data`, started, on the test's database (`db_url`: SQLite in
+    the data directory unless the test is marked `postgres`); all stopped at the end."""
     started: list[Engine] = []
 
     def make(
@@ -173,6 +174,7 @@ def make_engine(tmp_path: Path) -> Iterator[EngineFactory]:
         **settings: Any,
     ) -> Engine:
         options: dict[str, Any] = {
+            "db_url": db_url,
             "workers": 4,
             "lease_seconds": LEASE_SECONDS,
             "heartbeat_seconds": HEARTBEAT_SECONDS,

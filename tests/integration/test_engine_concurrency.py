@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from conftest import Flows, wait_until
 
 from headwater.daemon.engine.engine import Engine
 from headwater.daemon.engine.executor import ExecutionRequest, Executor
 from headwater.daemon.flow.model import Flow
+
+pytestmark = pytest.mark.postgres
 
 PAUSED_FLOW = """
 concurrency: {{limit: {limit}, behavior: {behavior}}}

@@ -166,6 +166,7 @@ def test_restart_refuses_a_successful_or_running_execution(flows: Flows) -> None
         flows.engine.control.restart(paused)
 
 
+@pytest.mark.postgres
 def test_a_restart_waits_for_a_concurrency_slot(flows: Flows, tmp_path: Path) -> None:
     flow = flows.deploy(
         f"""

@@ -8,9 +8,12 @@ import itertools
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Finished, Flows, Row, wait_until
+from sqlalchemy import or_, select
 
 from headwater.daemon.engine.executor import ExecutionRequest
+from headwater.daemon.store.store import EXECUTIONS
 
 
 def attempts(run: Row) -> list[Row]:
@@ -258,6 +261,7 @@ def test_a_bad_run_if_fails_the_task(flows: Flows) -> None:
 # -- retries ------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_constant_retry_until_success_records_every_attempt(flows: Flows, tmp_path: Path) -> None:
     done = flows.run(
         f"""
@@ -423,6 +427,7 @@ def test_a_task_retry_overrides_the_flow_retry(flows: Flows, tmp_path: Path) -> 
 # -- timeouts -----------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_a_task_timeout_ends_the_process_quickly_and_fails_the_task(flows: Flows) -> None:
     started = time.monotonic()
     done = flows.run(
@@ -471,13 +476,15 @@ def last_run(done: Finished, task_id: str) -> Row:
 def retries(flows: Flows, first_id: str) -> list[Row]:
     """The execution `first_id` and the ones flow-level retry made of it, oldest first."""
     with flows.engine.store.read() as tx:
-        rows = tx.connection.exec_driver_sql(
-            "SELECT * FROM executions WHERE id = ? OR original_id = ? ORDER BY created_at",
-            (first_id, first_id),
+        rows = tx.connection.execute(
+            select(EXECUTIONS)
+            .where(or_(EXECUTIONS.c.id == first_id, EXECUTIONS.c.original_id == first_id))
+            .order_by(EXECUTIONS.c.created_at)
         ).mappings()
         return [dict(r) for r in rows]
 
 
+@pytest.mark.postgres
 def test_flow_retry_creates_a_new_execution_after_a_failure(flows: Flows) -> None:
     flows.deploy(
         """

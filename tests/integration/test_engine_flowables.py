@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from conftest import Flows, Row, wait_until
 
 
@@ -173,6 +174,7 @@ def test_foreach_with_limit_zero_runs_every_value_at_once(flows: Flows) -> None:
     assert max_overlap(runnable(done.runs, "work")) >= 3  # four workers; one may lag
 
 
+@pytest.mark.postgres
 def test_foreach_values_from_an_expression_and_a_json_string(flows: Flows) -> None:
     done = flows.run(
         """
@@ -200,6 +202,7 @@ def test_foreach_values_from_an_expression_and_a_json_string(flows: Flows) -> No
     assert done.messages("b") == ["item 1", 'item {"k":"v"}']
 
 
+@pytest.mark.postgres
 def test_nested_foreach_sees_parent_values_and_outputs_by_value(flows: Flows) -> None:
     done = flows.run(
         """
@@ -583,6 +586,7 @@ def parent_flow(inputs: dict[str, Any], **options: Any) -> str:
         """
 
 
+@pytest.mark.postgres
 def test_subflow_outputs_come_back_to_the_parent(flows: Flows) -> None:
     flows.deploy(CHILD)
     done = flows.run(parent_flow({"name": "parent"}))
@@ -607,6 +611,7 @@ def test_subflow_without_wait_goes_on_while_the_child_runs(flows: Flows) -> None
     assert flows.finish(child_id).state == "SUCCESS"
 
 
+@pytest.mark.postgres
 def test_a_failed_child_fails_the_subflow_task_and_the_parent(flows: Flows) -> None:
     flows.deploy(CHILD)
     done = flows.run(parent_flow({"fail": True}))
@@ -680,6 +685,7 @@ def test_pause_with_a_timeout_fails_when_nobody_resumes(flows: Flows) -> None:
     assert "after" not in done.states()
 
 
+@pytest.mark.postgres
 def test_a_paused_execution_goes_on_when_resumed(flows: Flows) -> None:
     execution_id = flows.start(
         """

@@ -7,9 +7,12 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from conftest import Flows, Row, wait_until
 
 from headwater.runners.process import process_group_alive
+
+pytestmark = pytest.mark.postgres
 
 
 def processes_with(marker: str) -> list[int]:

@@ -103,6 +103,7 @@ def file_trigger_service(
 # -- polling ---------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_a_poll_starts_one_execution_with_the_batch_and_moves_the_files(
     engine: Engine, flows: Flows, inbox: Path, allowed: Path
 ) -> None:
@@ -275,6 +276,7 @@ def test_a_fixed_trigger_runs_after_the_next_deploy_and_its_error_is_cleared(
 
 
 @pytest.mark.parametrize("dies", ["before the execution", "before the move"])
+@pytest.mark.postgres
 def test_a_restart_mid_pickup_starts_no_second_execution_and_finishes_the_move(
     make_engine: EngineFactory,
     inbox: Path,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import EngineFactory, Flows, wait_until
 from gitrepos import WorkingClone, make_remote
 from sqlalchemy import select
@@ -90,6 +91,7 @@ def one_execution_of(flows: Flows, flow_id: str) -> Row:
     return flows.finish(found[0]["id"]).execution
 
 
+@pytest.mark.postgres
 def test_an_upstream_success_starts_the_downstream_with_its_outputs(flows: Flows) -> None:
     flows.deploy(UPSTREAM)
     flows.deploy(downstream("report", ON_EXTRACT))
@@ -158,6 +160,7 @@ def test_states_conditions_and_namespaces_filter_what_fires(flows: Flows) -> Non
     assert len(executions_of(flows.engine, "audit")) == 2
 
 
+@pytest.mark.postgres
 def test_a_trigger_fires_once_per_upstream_execution_even_when_asked_again(
     make_engine: EngineFactory, tmp_path: Any
 ) -> None:
@@ -175,6 +178,7 @@ def test_a_trigger_fires_once_per_upstream_execution_even_when_asked_again(
     assert len(executions_of(engine, "report")) == 1
 
 
+@pytest.mark.postgres
 def test_a_restarted_engine_does_not_fire_again(make_engine: EngineFactory, tmp_path: Any) -> None:
     engine = make_engine()
     flows = Flows(engine)
@@ -223,6 +227,7 @@ triggers:
     assert flows.state_of(first) == "SUCCESS"
 
 
+@pytest.mark.postgres
 def test_refused_inputs_are_told_on_the_upstream_execution(flows: Flows) -> None:
     flows.deploy(UPSTREAM)
     bad = ON_EXTRACT.replace('rows: "{{ trigger.outputs.rows }}"', "rows: many")

@@ -344,10 +344,17 @@ def test_flows_show_the_namespace_tree_triggers_and_last_states(
     run(engine, "company", "failing")
     next_fire = time.time() + 3 * 3600 + 60
     with services.store.write() as tx:
-        tx.connection.exec_driver_sql(
-            "INSERT INTO trigger_states (namespace, flow_id, trigger_id, revision, "
-            "next_fire_at, disabled) VALUES ('company', 'shapes', 'nightly', 1, ?, 0)",
-            (next_fire,),
+        tx.insert_trigger_states(
+            [
+                {
+                    "namespace": "company",
+                    "flow_id": "shapes",
+                    "trigger_id": "nightly",
+                    "revision": 1,
+                    "next_fire_at": next_fire,
+                    "disabled": False,
+                }
+            ]
         )
     answer = client.get("/flows")
     shown = visible(answer)

@@ -1,7 +1,7 @@
 """The scheduler on a real SQLite store, driven by an injected clock: each due time fires
-once (restarts, two schedulers on one database), missed times after downtime follow
-recoverMissedSchedules, daylight-saving days, deploys by git commits, stopAfter, bad
-inputs, and backfill."""
+once (restarts, two schedulers on one SQLite or PostgreSQL database), missed times after
+downtime follow recoverMissedSchedules, daylight-saving days, deploys by git commits,
+stopAfter, bad inputs, and backfill."""
 
 from __future__ import annotations
 
@@ -210,8 +210,11 @@ def test_a_restart_reads_the_schedules_from_their_states(
     assert execution["trigger"]["date"] == "2026-01-05T19:00:00+09:00"
 
 
-def test_two_schedulers_on_one_database_fire_each_time_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.postgres
+def test_two_schedulers_on_one_database_fire_each_time_once(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    url = db_url or f"sqlite:///{tmp_path / 'shared.db'}"
     engines = [
         Engine(EngineSettings(data_dir=tmp_path / f"replica{i}", db_url=url, workers=0))
         for i in range(2)

@@ -1,26 +1,33 @@
-"""The store on a real SQLite file: schema from migrations, claiming, leases, compare-and-set."""
+"""The store on a real SQLite file and a real PostgreSQL database: schema from
+migrations, claiming, leases, compare-and-set."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 
 from headwater.daemon.store.db import make_engine, sqlite_url
-from headwater.daemon.store.migrate import upgrade
+from headwater.daemon.store.migrate import alembic_config, upgrade
 from headwater.daemon.store.store import Row, Store
 from headwater.daemon.store.tables import metadata
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    engine = make_engine(sqlite_url(tmp_path))
+def store(tmp_path: Path, db_url: str | None) -> Iterator[Store]:
+    engine = make_engine(db_url or sqlite_url(tmp_path))
     upgrade(engine)
-    return Store(engine)
+    yield Store(engine)
+    engine.dispose()
 
 
 def task_run(run_id: str, **values: object) -> Row:
@@ -53,12 +60,16 @@ def test_migrations_create_exactly_the_tables_of_the_models(store: Store) -> Non
     }  # fmt: skip
 
 
-def test_upgrade_twice_is_harmless(tmp_path: Path) -> None:
-    engine = make_engine(sqlite_url(tmp_path))
+def test_upgrade_twice_is_harmless(tmp_path: Path, db_url: str | None) -> None:
+    engine = make_engine(db_url or sqlite_url(tmp_path))
     upgrade(engine)
     upgrade(engine)
     with engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        heads = MigrationContext.configure(connection).get_current_heads()
+        assert heads == (ScriptDirectory.from_config(alembic_config()).get_current_head(),)
+        if db_url is None:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
 
 
 def test_claim_takes_due_runs_in_order_and_only_once(store: Store) -> None:
@@ -137,3 +148,23 @@ def test_a_released_task_run_keeps_its_attempt_count(store: Store) -> None:
     again = store.claim_task_run("w2", now=2.0, lease_until=30.0)
     assert again is not None
     assert again["attempt"] == 1  # the shutdown did not use an attempt
+
+
+def test_a_failed_savepoint_undoes_only_its_own_writes(store: Store) -> None:
+    with store.write() as tx:
+        tx.insert_task_runs([task_run("kept")])
+        try:
+            with tx.savepoint():
+                tx.insert_task_runs([task_run("undone")])
+                tx.insert_task_runs([task_run("kept")])  # a key taken: PostgreSQL aborts
+        except IntegrityError:
+            pass
+        else:
+            pytest.fail("the duplicate key was accepted")
+        tx.insert_task_runs([task_run("after")])  # the transaction goes on
+    with store.read() as tx:
+        assert [tx.task_run(i) is not None for i in ("kept", "undone", "after")] == [
+            True,
+            False,
+            True,
+        ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from gitrepos import WorkingClone, make_remote
+from sqlalchemy import text
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
@@ -43,10 +44,13 @@ class World:
 
     def revisions(self, namespace: str, flow_id: str) -> list[Row]:
         with self.engine.store.read() as tx:
-            rows = tx.connection.exec_driver_sql(
-                "SELECT revision, commit_sha, commit_message, deleted, equals_revision, source "
-                "FROM flow_revisions WHERE namespace = ? AND flow_id = ? ORDER BY revision",
-                (namespace, flow_id),
+            rows = tx.connection.execute(
+                text(
+                    "SELECT revision, commit_sha, commit_message, deleted, equals_revision, "
+                    "source FROM flow_revisions WHERE namespace = :namespace "
+                    "AND flow_id = :flow_id ORDER BY revision"
+                ),
+                {"namespace": namespace, "flow_id": flow_id},
             ).mappings()
             return [dict(r) for r in rows]
 
