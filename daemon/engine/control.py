@@ -65,7 +65,8 @@ class Control:
     # -- verbs -------------------------------------------------------------------------
     def kill(self, execution_id: str) -> Row:
         """Ask a running, paused or queued execution to end KILLED; its row after."""
-        with self.executor.changing() as (tx, ended):
+
+        def kill(tx: Tx, ended: list[Row]) -> None:
             execution = _existing(tx, execution_id)
             state = State(execution["state"])
             if state.terminal:
@@ -76,6 +77,8 @@ class Control:
                 )
             tx.update_execution(execution_id, {"kill_requested": True})
             ended += self.executor.advance(tx, execution_id)
+
+        self.executor.change(kill)
         self.executor.work.notify()
         self.cancel_running(execution_id)
         log.info("execution kill asked", extra={"execution": execution_id})
@@ -83,7 +86,8 @@ class Control:
 
     def restart(self, execution_id: str) -> Row:
         """Run a FAILED or KILLED execution's failed task runs again, in place."""
-        with self.executor.changing() as (tx, ended):
+
+        def restart(tx: Tx, ended: list[Row]) -> None:
             execution = _existing(tx, execution_id)
             state = State(execution["state"])
             if state not in RESTARTABLE:
@@ -106,6 +110,8 @@ class Control:
                 tx.update_task_run(run_id, values)
             tx.update_execution(execution_id, self._restarted(execution))
             ended += self.executor.advance(tx, execution_id)
+
+        self.executor.change(restart)
         self._wake()
         log.info("execution restarted", extra={"execution": execution_id})
         return self._row(execution_id)
@@ -117,7 +123,8 @@ class Control:
         inputs: Mapping[str, Any] | None = None,
     ) -> Row:
         """A new execution of the same revision; InputsRefused when new inputs are wrong."""
-        with self.executor.changing() as (tx, ended):
+
+        def replay(tx: Tx, ended: list[Row]) -> Row:
             old = _existing(tx, execution_id)
             state = State(old["state"])
             if not state.terminal:
@@ -145,6 +152,9 @@ class Control:
             )
             row, more = self.executor.start_with_runs(tx, request, copied)
             ended += more
+            return row
+
+        row = self.executor.change(replay)
         self._wake()
         log.info("execution replayed", extra={"execution": row["id"], "original": execution_id})
         return self._row(row["id"])

@@ -16,10 +16,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +36,7 @@ from headwater.daemon.flow.model import Flow
 from headwater.daemon.store.store import Row, Store, Tx
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Clock = Callable[[], float]
 RETRY_LABEL = "system_retryAttempt"
@@ -221,14 +221,20 @@ class Executor:
         tx.insert_task_runs(runs)
         return row, self._advance_rows(tx, row, runs)
 
-    @contextmanager
-    def changing(self) -> Iterator[tuple[Tx, list[Row]]]:
-        """A write transaction for changes decided outside the executor (restart, replay):
-        the executions added to the list are reported as ended once it commits."""
+    def change(self, work: Callable[[Tx, list[Row]], T]) -> T:
+        """Run `work` in a write transaction for changes decided outside the executor
+        (kill, restart, replay), again from the start when PostgreSQL ends it to break a
+        deadlock; the executions `work` adds to its list are reported as ended once the
+        transaction commits."""
         ended: list[Row] = []
-        with self.store.write() as tx:
-            yield tx, ended
+
+        def attempt(tx: Tx) -> T:
+            ended.clear()
+            return work(tx, ended)
+
+        result = self.store.retrying(attempt)
         self._after_commit(ended)
+        return result
 
     def _apply(self, tx: Tx, execution: Row, plan: Plan) -> list[Row]:
         new_runs = [{k: v for k, v in run.items() if k != "_new"} for run in plan.new_runs]
@@ -459,15 +465,18 @@ class Executor:
 
     def resume(self, execution_id: str) -> bool:
         """Resume every paused task run of an execution; False when none was paused."""
-        with self.store.write() as tx:
+
+        def resume(tx: Tx, ended: list[Row]) -> bool:
             paused = [r for r in tx.task_runs(execution_id) if r["state"] == State.PAUSED]
             for run in paused:
                 tx.update_task_run(
                     run["id"], {"outputs": {**(run.get("outputs") or {}), "resumed": True}}
                 )
-            ended = self.advance(tx, execution_id) if paused else []
-        self._after_commit(ended)
-        return bool(paused)
+            if paused:
+                ended += self.advance(tx, execution_id)
+            return bool(paused)
+
+        return self.change(resume)
 
 
 def execution_row(

@@ -28,6 +28,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from headwater.daemon.store.db import is_sqlite, read_transaction, write_transaction
@@ -431,16 +432,18 @@ class Tx:
         return [dict(r) for r in rows]
 
     def record_delivery(self, delivery_id: str, now: float) -> bool:
-        """Remember a webhook delivery; False when it was seen before (a redelivery)."""
-        seen = self.connection.execute(
-            select(DELIVERIES.c.delivery_id).where(DELIVERIES.c.delivery_id == delivery_id)
-        ).first()
-        if seen is not None:
-            return False
-        self.connection.execute(
-            insert(DELIVERIES), [{"delivery_id": delivery_id, "received_at": now}]
+        """Remember a webhook delivery; False when it was seen before (a redelivery).
+
+        One insert that ignores a known id, so two replicas receiving the same delivery
+        at once agree on which of them saw it first."""
+        dialect = postgresql if self.connection.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(DELIVERIES)
+            .values(delivery_id=delivery_id, received_at=now)
+            .on_conflict_do_nothing(index_elements=["delivery_id"])
+            .returning(DELIVERIES.c.delivery_id)
         )
-        return True
+        return self.connection.execute(statement).first() is not None
 
     # -- file triggers ---------------------------------------------------------------
     def known_file_keys(self, keys: Sequence[str]) -> set[str]:

@@ -168,3 +168,26 @@ def test_a_failed_savepoint_undoes_only_its_own_writes(store: Store) -> None:
             False,
             True,
         ]
+
+
+def test_a_delivery_racing_itself_is_acted_on_once(store: Store) -> None:
+    """Eight threads (as if eight replicas) record the same webhook delivery at once."""
+    firsts: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def deliver() -> None:
+        start.wait()
+        with store.write() as tx:
+            first = tx.record_delivery("delivery-1", now=1.0)
+        with lock:
+            firsts.append(first)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(firsts) == [False] * 7 + [True]
+    with store.write() as tx:
+        assert tx.record_delivery("delivery-2", now=2.0) is True
