@@ -22,6 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
 from headwater.daemon.engine.containers import all_of
 from headwater.daemon.engine.containers import deployment_check as container_check
 from headwater.daemon.engine.engine import Engine, EngineSettings
@@ -47,6 +51,7 @@ HINT_SPACING_SECONDS = 0.2
 HINT_CAUSES = ("webhook", "watch")
 NAMESPACE_FILE_CACHE = 256  # (namespace, commit) listings kept in memory
 DEMO_REPOSITORY = "demo-repo"
+DAEMON_LOCK_KEY = 0x48656164  # the advisory lock a daemon holds on its PostgreSQL database
 REGULAR_FILE_MODES = ("100644", "100755")  # not symlinks, not submodules
 SESSION_KEY_FILE = "session.key"  # signs page sessions when no session secret is set
 
@@ -56,6 +61,7 @@ class Daemon:
         self.settings = settings
         data_dir = settings.data_dir.resolve()
         _check_listen(settings)
+        self._database_claim = _claim_database(settings.db)
         self.engine = Engine(
             EngineSettings(
                 data_dir=data_dir,
@@ -328,6 +334,8 @@ class Daemon:
         self.engine.stop(grace)
         self.pool.shutdown(cancel_futures=True)
         self.mirror.close()
+        if self._database_claim is not None:
+            self._database_claim.close()
 
     def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
@@ -361,6 +369,36 @@ def _settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+class DatabaseInUse(HeadwaterError):
+    pass
+
+
+def _claim_database(url: str | None) -> Connection | None:
+    """One daemon per PostgreSQL database, as there is one per data directory.
+
+    Two daemons on one database would both sync (and each take the other's running sync
+    for an interrupted one): until the sync has a leader among replicas, the second one
+    refuses to start. The claim is a session advisory lock held on a connection of its
+    own for the daemon's life; the server lets it go when that connection ends, also
+    when the process is killed. SQLite is claimed by the data directory's lock.
+    """
+    if not url or make_url(url).get_backend_name() != "postgresql":
+        return None
+    connection = create_engine(url, poolclass=NullPool).connect()
+    held = connection.execute(
+        text("SELECT pg_try_advisory_lock(:key)"), {"key": DAEMON_LOCK_KEY}
+    ).scalar()
+    connection.commit()  # the lock belongs to the session: no transaction stays open
+    if not held:
+        connection.close()
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise DatabaseInUse(
+            f"the database {shown} is in use by another Headwater daemon; "
+            "two daemons never share one database (docs/operator.md, PostgreSQL)"
+        )
+    return connection
 
 
 def _check_listen(settings: Settings) -> None:
