@@ -261,11 +261,12 @@ def plan(
         render_json,
         render_markdown,
         render_text,
+        work_tree_root,
         working_tree_commit,
     )
     from headwater.daemon.watch import git_dir
 
-    repo = repo_path.resolve()
+    repo = work_tree_root(repo_path.resolve())
     if server is not None:
         base = _deployed_commit(server)  # it must be in this clone: fetch first
     mirror = Mirror.read_only(git_dir(repo))

@@ -346,6 +346,13 @@ def _git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return result.stdout.strip()
 
 
+def work_tree_root(path: Path) -> Path:
+    """The top folder of the clone `path` is in, so `plan` works from any subfolder;
+    `path` itself when it is not in a work tree (a bare repository)."""
+    top = _try_git(path, "rev-parse", "--show-toplevel")
+    return Path(top) if top else path
+
+
 def working_tree_commit(repo: Path) -> str:
     """A commit of the working tree as it is (untracked files too, .gitignore respected).
 

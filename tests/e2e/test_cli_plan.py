@@ -177,6 +177,15 @@ def test_text_plan_of_the_working_tree(clone: WorkingClone) -> None:
     assert clone.git("rev-parse", "HEAD") == base  # and so are the branch and the index
 
 
+def test_a_plan_from_a_subfolder_is_the_plan_of_the_whole_clone(clone: WorkingClone) -> None:
+    change(clone)
+    from_root = headwater(cwd=clone.path)
+    from_inside = headwater(cwd=clone.path / "flows" / "team")
+    assert from_inside.returncode == 0, from_inside.stderr
+    assert "1 added, 1 updated, 1 deleted" in from_inside.stdout
+    assert normalized(from_inside.stdout) == normalized(from_root.stdout)
+
+
 def test_markdown_and_json_plans_of_committed_refs(clone: WorkingClone) -> None:
     base = clone.head()
     clone.git("checkout", "--quiet", "-b", "feature")
