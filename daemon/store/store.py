@@ -67,6 +67,8 @@ DEADLOCK_ATTEMPTS = 5  # a transaction PostgreSQL ended to break a deadlock runs
 RETRIED_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 JSON_COLUMNS = frozenset(c.name for c in EXECUTIONS.c if isinstance(c.type, JSON))
 IN_CHUNK = 500  # values in one `IN (…)` list, well under every database's limit
+# Git hosts redeliver within hours; a delivery id older than this is forgotten.
+DELIVERY_MEMORY_SECONDS = 3 * 24 * 3600.0
 
 # Hot statements are built once: building a statement costs more than running it.
 _EXECUTION_BY_ID = select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("id"))
@@ -443,7 +445,12 @@ class Tx:
             .on_conflict_do_nothing(index_elements=["delivery_id"])
             .returning(DELIVERIES.c.delivery_id)
         )
-        return self.connection.execute(statement).first() is not None
+        first = self.connection.execute(statement).first() is not None
+        if first:  # forget old ids, so the table holds a few days of deliveries, not all
+            self.connection.execute(
+                DELIVERIES.delete().where(DELIVERIES.c.received_at < now - DELIVERY_MEMORY_SECONDS)
+            )
+        return first
 
     # -- file triggers ---------------------------------------------------------------
     def known_file_keys(self, keys: Sequence[str]) -> set[str]:

@@ -191,3 +191,13 @@ def test_a_delivery_racing_itself_is_acted_on_once(store: Store) -> None:
     assert sorted(firsts) == [False] * 7 + [True]
     with store.write() as tx:
         assert tx.record_delivery("delivery-2", now=2.0) is True
+
+
+def test_delivery_ids_are_forgotten_after_a_few_days(store: Store) -> None:
+    day = 24 * 3600.0
+    with store.write() as tx:
+        assert tx.record_delivery("old", now=0.0) is True
+        assert tx.record_delivery("old", now=1 * day) is False  # a redelivery, a day later
+    with store.write() as tx:
+        assert tx.record_delivery("new", now=4 * day) is True  # makes room: "old" goes
+        assert tx.record_delivery("old", now=4 * day) is True  # so it counts as new again
