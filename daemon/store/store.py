@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Select
 
 from headwater.daemon.store.db import is_sqlite, read_transaction, write_transaction
 from headwater.daemon.store.tables import (
@@ -485,27 +486,6 @@ class Tx:
         """Drop a batch whose execution could not be created: its files are picked again."""
         self.connection.execute(PICKUPS.delete().where(PICKUPS.c.batch == batch))
 
-    def deployed_sources_containing(self, fragment: str) -> list[Row]:
-        """Deployed flows (namespace, flow_id, revision, path, source) whose source holds
-        `fragment`: a cheap filter before parsing, e.g. for one family of trigger types."""
-        rows = self.connection.execute(
-            select(
-                FLOWS.c.namespace,
-                FLOWS.c.flow_id,
-                FLOWS.c.revision,
-                FLOWS.c.path,
-                REVISIONS.c.source,
-            )
-            .join(
-                REVISIONS,
-                (REVISIONS.c.namespace == FLOWS.c.namespace)
-                & (REVISIONS.c.flow_id == FLOWS.c.flow_id)
-                & (REVISIONS.c.revision == FLOWS.c.revision),
-            )
-            .where(FLOWS.c.deleted.is_(False), REVISIONS.c.source.contains(fragment))
-        ).mappings()
-        return [dict(r) for r in rows]
-
     def note_trigger_error(
         self,
         namespace: str,
@@ -545,37 +525,24 @@ class Tx:
     def deployed_containing(self, fragment: str) -> dict[tuple[str, str], int]:
         """The deployed revision of every flow whose source holds `fragment`."""
         rows = self.connection.execute(
-            select(FLOWS.c.namespace, FLOWS.c.flow_id, FLOWS.c.revision)
-            .join(
-                REVISIONS,
-                (REVISIONS.c.namespace == FLOWS.c.namespace)
-                & (REVISIONS.c.flow_id == FLOWS.c.flow_id)
-                & (REVISIONS.c.revision == FLOWS.c.revision),
-            )
-            .where(FLOWS.c.deleted.is_(False), REVISIONS.c.source.contains(fragment))
+            _deployed_holding(fragment, FLOWS.c.namespace, FLOWS.c.flow_id, FLOWS.c.revision)
         )
         return {(namespace, flow_id): revision for namespace, flow_id, revision in rows}
 
     def deployed_sources(
         self, fragment: str, flows: Sequence[tuple[str, str]] | None = None
     ) -> list[Row]:
-        """(namespace, flow_id, revision, commit_sha, source) of deployed flows whose source
-        holds `fragment`: every such flow, or only those of `flows`."""
-        query = (
-            select(
-                FLOWS.c.namespace,
-                FLOWS.c.flow_id,
-                FLOWS.c.revision,
-                REVISIONS.c.commit_sha,
-                REVISIONS.c.source,
-            )
-            .join(
-                REVISIONS,
-                (REVISIONS.c.namespace == FLOWS.c.namespace)
-                & (REVISIONS.c.flow_id == FLOWS.c.flow_id)
-                & (REVISIONS.c.revision == FLOWS.c.revision),
-            )
-            .where(FLOWS.c.deleted.is_(False), REVISIONS.c.source.contains(fragment))
+        """(namespace, flow_id, revision, path, commit_sha, source) of deployed flows whose
+        source holds `fragment` (a cheap filter before parsing, e.g. for one family of
+        trigger types): every such flow, or only those of `flows`."""
+        query = _deployed_holding(
+            fragment,
+            FLOWS.c.namespace,
+            FLOWS.c.flow_id,
+            FLOWS.c.revision,
+            FLOWS.c.path,
+            REVISIONS.c.commit_sha,
+            REVISIONS.c.source,
         )
         if flows is None:
             return [dict(r) for r in self.connection.execute(query).mappings()]
@@ -899,3 +866,17 @@ class Store:
         if rows:
             with self.write() as tx:
                 tx.insert_logs(rows)
+
+
+def _deployed_holding(fragment: str, *columns: Any) -> Select[Any]:
+    """`columns` of the deployed flows whose deployed revision's source holds `fragment`."""
+    return (
+        select(*columns)
+        .join(
+            REVISIONS,
+            (REVISIONS.c.namespace == FLOWS.c.namespace)
+            & (REVISIONS.c.flow_id == FLOWS.c.flow_id)
+            & (REVISIONS.c.revision == FLOWS.c.revision),
+        )
+        .where(FLOWS.c.deleted.is_(False), REVISIONS.c.source.contains(fragment))
+    )

@@ -349,7 +349,7 @@ class FileTriggers:
     def _load(self) -> _Loaded:
         loaded = _Loaded()
         with self.store.read() as tx:
-            rows = tx.deployed_sources_containing(SOURCE_MARK)
+            rows = tx.deployed_sources(SOURCE_MARK)
         for row in rows:
             try:
                 flow = self.engine.flows.get(row["namespace"], row["flow_id"], row["revision"])

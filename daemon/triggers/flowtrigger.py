@@ -261,7 +261,7 @@ class FlowTriggers:
         rows = {
             (row["namespace"], row["flow_id"]): row
             for fragment in TYPE_FRAGMENTS
-            for row in tx.deployed_sources_containing(fragment)
+            for row in tx.deployed_sources(fragment)
         }
         listeners = [
             Listener(row["namespace"], row["flow_id"], row["revision"], trigger)
