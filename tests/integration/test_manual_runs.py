@@ -5,24 +5,17 @@ JSON, as form fields and as multipart files, and labels."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from gitrepos import WorkingClone, make_remote
-
-from headwater.daemon.daemon import Daemon
-from headwater.daemon.settings import Settings
+from inprocessdaemon import Answer, Http, serving
 
 TOKEN = "manual-runs-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
 
 SHIP = """\
 id: ship
@@ -55,85 +48,31 @@ tasks:
 """
 
 
-@dataclass
-class Answer:
-    status: int
-    body: Any
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Http:
-    def __init__(self, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Answer:
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with _NO_PROXY.open(request, timeout=30) as response:
-                status, data = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, data = error.code, error.read()
-        return Answer(status, json.loads(data) if data else None)
-
+class ShopHttp(Http):
     def start(
         self, body: bytes | None, kind: str | None, query: str = "", auth: bool = True
     ) -> Answer:
         headers = {**(AUTH if auth else {}), **({"Content-Type": kind} if kind else {})}
         return self.call("POST", f"/api/v1/executions/shop/ship{query}", body, headers)
 
-    def finished(self, execution_id: str, timeout: float = 15.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            row = self.call("GET", f"/api/v1/executions/{execution_id}").body
-            if row["state"]["current"] in TERMINAL:
-                return dict(row)
-            assert time.monotonic() < deadline, f"execution still {row['state']['current']}"
-            time.sleep(0.05)
-
-    def messages(self, execution_id: str) -> list[str]:
-        return [line["message"] for line in self.call("GET", f"/api/v1/logs/{execution_id}").body]
-
 
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Http]:
+def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopHttp]:
     root = tmp_path_factory.mktemp("manual")
     remote = make_remote(root / "remote.git")
     clone = WorkingClone.create(root / "work", remote)
     clone.write("flows/shop/ship.yaml", SHIP)
     clone.commit("ship")
     clone.push()
-    settings = Settings(
-        repo=str(remote), data_dir=root / "data", port=0, poll_interval=0, watch=False,
-        token=TOKEN, workers=2,
-    )  # fmt: skip
-    daemon = Daemon(settings)
-    daemon.start()
-    try:
-        client = Http(daemon.port)
-        deadline = time.monotonic() + 30
-        while client.call("GET", "/readyz").status != 200:
-            assert time.monotonic() < deadline, "the daemon never became ready"
-            time.sleep(0.05)
-        yield client
-    finally:
-        daemon.stop(grace=5)
+    with serving(remote, root, token=TOKEN) as daemon:
+        yield ShopHttp(daemon)
 
 
 def labels_of(row: Mapping[str, Any]) -> dict[str, str]:
     return {item["key"]: item["value"] for item in row["labels"]}
 
 
-def test_json_inputs_and_labels_from_the_body_and_the_query(http: Http) -> None:
+def test_json_inputs_and_labels_from_the_body_and_the_query(http: ShopHttp) -> None:
     body = {"inputs": {"order": "A-1", "qty": "4"}, "labels": {"ticket": "OPS-7"}}
     answer = http.start(json.dumps(body).encode(), "application/json", "?labels=by:ada")
     assert answer.status == 200, answer.body
@@ -147,7 +86,7 @@ def test_json_inputs_and_labels_from_the_body_and_the_query(http: Http) -> None:
     assert "order=A-1 qty=4 express=false" in http.messages(done["id"])
 
 
-def test_form_fields(http: Http) -> None:
+def test_form_fields(http: ShopHttp) -> None:
     form = urlencode({"order": "F-2", "express": "true"}).encode()
     answer = http.start(form, "application/x-www-form-urlencoded")
     assert answer.status == 200, answer.body
@@ -156,7 +95,7 @@ def test_form_fields(http: Http) -> None:
     assert "order=F-2 qty=1 express=true" in http.messages(done["id"])
 
 
-def test_multipart_fields_and_a_file(http: Http) -> None:
+def test_multipart_fields_and_a_file(http: ShopHttp) -> None:
     boundary = uuid.uuid4().hex
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="order"\r\n\r\nM-3\r\n'
@@ -174,7 +113,7 @@ def test_multipart_fields_and_a_file(http: Http) -> None:
     assert "12 boxes" in http.messages(done["id"])
 
 
-def test_refusals_say_why_and_start_nothing(http: Http) -> None:
+def test_refusals_say_why_and_start_nothing(http: ShopHttp) -> None:
     def total() -> int:
         return int(http.call("GET", "/api/v1/executions/search?flowId=ship").body["total"])
 

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from gitrepos import WorkingClone, make_remote
-
-from headwater.daemon.daemon import Daemon
-from headwater.daemon.settings import Settings
+from inprocessdaemon import Answer, Http, serving
 
 TOKEN = "webhook-tests-api-token"
 KEY = "a-long-literal-webhook-key-1234"
 SECRET_KEY = "key-from-the-secrets-file-5678"
-TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
 
 ORDERS = f"""\
 id: orders
@@ -65,37 +59,7 @@ triggers:
 """
 
 
-@dataclass
-class Answer:
-    status: int
-    body: Any
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class Http:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.url = f"http://127.0.0.1:{daemon.port}"
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Answer:
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with _NO_PROXY.open(request, timeout=30) as response:
-                status, data = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, data = error.code, error.read()
-        return Answer(status, json.loads(data) if data else None)
-
+class HookHttp(Http):
     def hook(
         self,
         key: str,
@@ -112,21 +76,9 @@ class Http:
             sent["Content-Type"] = "application/json"
         return self.call(method, f"/api/v1/executions/webhook/{flow}/{key}{query}", data, sent)
 
-    def finished(self, execution_id: str, timeout: float = 15.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            row = self.call("GET", f"/api/v1/executions/{execution_id}").body
-            if row["state"]["current"] in TERMINAL:
-                return dict(row)
-            assert time.monotonic() < deadline, f"execution still {row['state']['current']}"
-            time.sleep(0.05)
-
-    def messages(self, execution_id: str) -> list[str]:
-        return [line["message"] for line in self.call("GET", f"/api/v1/logs/{execution_id}").body]
-
 
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Http]:
+def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookHttp]:
     root = tmp_path_factory.mktemp("webhooks")
     remote = make_remote(root / "remote.git")
     clone = WorkingClone.create(root / "work", remote)
@@ -135,30 +87,11 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Http]:
     clone.push()
     secrets = root / "secrets.env"
     secrets.write_text(f"HOOK_KEY={SECRET_KEY}\n")
-    settings = Settings(
-        repo=str(remote),
-        data_dir=root / "data",
-        port=0,
-        poll_interval=0,
-        watch=False,
-        token=TOKEN,
-        secrets_file=secrets,
-        workers=2,
-    )
-    daemon = Daemon(settings)
-    daemon.start()
-    try:
-        client = Http(daemon)
-        deadline = time.monotonic() + 30
-        while client.call("GET", "/readyz").status != 200:
-            assert time.monotonic() < deadline, "the daemon never became ready"
-            time.sleep(0.05)
-        yield client
-    finally:
-        daemon.stop(grace=5)
+    with serving(remote, root, token=TOKEN, secrets_file=secrets) as daemon:
+        yield HookHttp(daemon)
 
 
-def test_a_json_post_starts_the_flow_with_body_headers_and_parameters(http: Http) -> None:
+def test_a_json_post_starts_the_flow_with_body_headers_and_parameters(http: HookHttp) -> None:
     answer = http.hook(KEY, {"id": "A-17", "qty": 3})
     assert answer.status == 200, answer.body
     started = answer.body
@@ -179,7 +112,7 @@ def test_a_json_post_starts_the_flow_with_body_headers_and_parameters(http: Http
     ]
 
 
-def test_get_and_put_work_and_a_body_that_is_not_json_arrives_as_text(http: Http) -> None:
+def test_get_and_put_work_and_a_body_that_is_not_json_arrives_as_text(http: HookHttp) -> None:
     put = http.hook(SECRET_KEY, b"plain text order", method="PUT")
     assert put.status == 200, put.body
     done = http.finished(put.body["id"])
@@ -202,7 +135,7 @@ def test_get_and_put_work_and_a_body_that_is_not_json_arrives_as_text(http: Http
     )
 
 
-def test_unknown_flows_and_wrong_keys_get_the_same_404(http: Http) -> None:
+def test_unknown_flows_and_wrong_keys_get_the_same_404(http: HookHttp) -> None:
     answers = [
         http.hook("not-the-key-at-all-000000", {"id": "x"}),
         http.hook(KEY[:-1], {"id": "x"}),
@@ -220,7 +153,7 @@ def test_unknown_flows_and_wrong_keys_get_the_same_404(http: Http) -> None:
     assert all(r["inputs"].get("order") != "x" for r in search["results"])
 
 
-def test_the_body_is_capped(http: Http) -> None:
+def test_the_body_is_capped(http: HookHttp) -> None:
     too_big = b"x" * (1024 * 1024 + 1)
     answer = http.hook(KEY, too_big)
     assert answer.status == 413
@@ -228,7 +161,7 @@ def test_the_body_is_capped(http: Http) -> None:
 
 
 def test_credentials_and_keys_stay_out_of_executions_and_logs(
-    http: Http, caplog: pytest.LogCaptureFixture
+    http: HookHttp, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     answer = http.hook(
@@ -247,13 +180,13 @@ def test_credentials_and_keys_stay_out_of_executions_and_logs(
     assert "webhook of shop.orders started execution" in caplog.text
 
 
-def test_webhooks_need_no_token_but_the_api_does(http: Http) -> None:
+def test_webhooks_need_no_token_but_the_api_does(http: HookHttp) -> None:
     assert http.hook(KEY, {"id": "C-1"}).status == 200
     start = http.call("POST", "/api/v1/executions/shop/orders", b"{}")
     assert start.status == 401
 
 
-def test_a_read_only_daemon_starts_nothing_from_a_webhook(http: Http) -> None:
+def test_a_read_only_daemon_starts_nothing_from_a_webhook(http: HookHttp) -> None:
     def orders() -> int:
         found = http.call("GET", "/api/v1/executions/search?namespace=shop&size=1").body
         return int(found["total"])
