@@ -8,8 +8,6 @@ laptop and fail under CI=true, where nothing may skip for want of a service.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -42,17 +40,6 @@ def _unavailable(reason: str) -> Any:
 def containers(api: docker.APIClient, label: str) -> list[dict[str, Any]]:
     """Containers (running or not) with `label` (`key` or `key=value`)."""
     return list(api.containers(all=True, filters={"label": label}))
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def unavailable_reason() -> str | None:

@@ -30,7 +30,8 @@ from playwright.sync_api import (
     expect,
     sync_playwright,
 )
-from test_daemon import TOKEN, Repos, RunningDaemon, daemons, new_repos, wait_until
+from test_daemon import TOKEN, Repos, RunningDaemon, daemons, new_repos
+from waiting import wait_until
 
 CHROMIUM = Path(os.environ.get("HEADWATER_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon import Repos, RunningDaemon, daemons, headwater, new_repos, wait_until
+from test_daemon import Repos, RunningDaemon, daemons, headwater, new_repos
+from waiting import wait_until
 
 DAILY = """\
 id: daily

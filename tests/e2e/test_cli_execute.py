@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_daemon import TOKEN, RunningDaemon, daemons, headwater, new_repos, wait_until
+from test_daemon import TOKEN, RunningDaemon, daemons, headwater, new_repos
+from waiting import wait_until
 
 GREET = """\
 id: greet

@@ -11,7 +11,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from test_daemon import DaemonFactory, RunningDaemon, daemons, headwater, new_repos, wait_until
+from test_daemon import DaemonFactory, RunningDaemon, daemons, headwater, new_repos
+from waiting import wait_until
 
 
 def pids_with(marker: str) -> list[int]:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import pytest
 from gitrepos import GitHttpServer, WorkingClone, make_remote
 from sqlalchemy import create_engine, text
+from waiting import wait_until
 
 from headwater.daemon.daemon import HINT_SPACING_SECONDS
 
@@ -43,18 +44,6 @@ QUIET = 0.5  # seconds in which a refused or suspended push shows it changes not
 # of these small repositories takes a few tens of milliseconds)
 PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float = WAIT_TIMEOUT, what: str = "") -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(0.02)
 
 
 def flow(namespace: str, flow_id: str, message: str = "hi", extra: str = "") -> str:

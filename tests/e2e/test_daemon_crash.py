@@ -27,8 +27,8 @@ from test_daemon import (
     daemons,
     flow,
     new_repos,
-    wait_until,
 )
+from waiting import wait_until
 
 OLD_FLOWS = 40  # flows of the old commit, all changed by the new one
 NEW_FLOWS = 1000  # files of the new commit

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from dockerengine import BUSYBOX, containers, docker_api
-from test_daemon import daemons, new_repos, wait_until
+from test_daemon import daemons, new_repos
+from waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

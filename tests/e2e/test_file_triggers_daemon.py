@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon import DaemonFactory, Repos, RunningDaemon, daemons, new_repos, wait_until
+from test_daemon import DaemonFactory, Repos, RunningDaemon, daemons, new_repos
+from waiting import wait_until
 
 OLD = time.time() - 3600  # files written "an hour ago": complete, nothing still writing them
 

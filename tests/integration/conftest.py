@@ -10,7 +10,6 @@ import json
 import re
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,18 +33,6 @@ LEASE_SECONDS = 5.0  # short enough that a lost lease shows within a test
 HEARTBEAT_SECONDS = 0.2  # a lease is at least ten heartbeats long (DESIGN)
 RUN_TIMEOUT = 15.0  # no test flow takes this long; a hang fails instead of blocking
 TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
-
-
-def wait_until(condition: Callable[[], T], timeout: float = 5.0, what: str = "the condition") -> T:
-    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @dataclass

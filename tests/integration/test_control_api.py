@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Flows, wait_until
+from conftest import Flows
 from engineservices import EngineServices
 from test_engine_kill import processes_with, running_with_pgid
+from waiting import wait_until
 from werkzeug.serving import make_server
 
 from headwater.daemon.engine.engine import Engine

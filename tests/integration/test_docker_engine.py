@@ -11,7 +11,8 @@ from pathlib import Path
 import docker
 import pytest
 from conftest import EngineFactory, Flows
-from dockerengine import BUSYBOX, PYTHON, containers, docker_api, wait_for
+from dockerengine import BUSYBOX, PYTHON, containers, docker_api
+from waiting import wait_until
 
 from headwater.daemon.engine.containers import owner_label
 from headwater.runners.docker import LABEL_OWNER
@@ -132,7 +133,7 @@ def test_killing_an_execution_removes_its_container(
         """
     )
     label = f"headwater.execution={execution_id}"
-    wait_for(lambda: containers(api, label), 15, "the container to start")
+    wait_until(lambda: containers(api, label), 15, "the container to start")
     engine.kill(execution_id)
     done = flows.finish(execution_id)
     assert done.state == "KILLED", done.summary()
@@ -149,7 +150,7 @@ def test_a_restarted_engine_removes_the_containers_of_attempts_that_no_longer_ru
     api.start(left)
     try:
         make_engine(data_dir=data_dir)
-        wait_for(lambda: not owned(api, data_dir), 15, "the leftover container to go")
+        wait_until(lambda: not owned(api, data_dir), 15, "the leftover container to go")
     finally:
         if owned(api, data_dir):
             api.remove_container(left, force=True)

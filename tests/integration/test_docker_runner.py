@@ -17,8 +17,9 @@ from typing import Any
 
 import docker
 import pytest
-from dockerengine import BUSYBOX, PYTHON, containers, docker_api, wait_for
+from dockerengine import BUSYBOX, PYTHON, containers, docker_api
 from fake_task_context import FakeContext
+from waiting import wait_until
 
 from headwater.daemon.engine.states import State
 from headwater.runners.base import ContainerOptions, Limits, RunResult, RunSpec, Stream
@@ -330,7 +331,7 @@ def test_a_kill_stops_and_removes_the_container(harness: Harness) -> None:
         target=lambda: done.append(run(harness, "echo started; sleep 30", cancel=cancel))
     )
     thread.start()
-    wait_for(harness.mine, 10, "the container to start")
+    wait_until(harness.mine, 10, "the container to start")
     time.sleep(0.3)
     killed_at = time.monotonic()
     cancel.set()
@@ -514,7 +515,7 @@ def test_labels_name_the_execution_task_run_and_attempt(harness: Harness, tmp_pa
     seen: list[dict[str, str]] = []
 
     def look() -> None:
-        found = wait_for(harness.mine, 10, "the container")
+        found = wait_until(harness.mine, 10, "the container")
         seen.append(found[0]["Labels"])
 
     watcher = threading.Thread(target=look)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import Flows, wait_until
+from conftest import Flows
+from waiting import wait_until
 
 from headwater.daemon.engine.engine import Engine
 from headwater.daemon.engine.executor import ExecutionRequest, Executor

@@ -9,8 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Flows, wait_until
+from conftest import Flows
 from test_engine_kill import processes_with, running_with_pgid
+from waiting import wait_until
 
 from headwater.daemon.engine.control import ResumeRefused, TaskRunNotFound
 from headwater.daemon.engine.inputs import InputsRefused

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TERMINAL, Finished, Flows, serve_http, stop_engine, wait_until
+from conftest import TERMINAL, Finished, Flows, serve_http, stop_engine
 from dockerengine import PYTHON, alias_image, docker_api, unavailable_reason
+from waiting import wait_until
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest

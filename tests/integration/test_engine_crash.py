@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Flows, wait_until
+from conftest import Flows
+from waiting import wait_until
 
 from headwater.runners.process import process_group_alive
 

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Finished, Flows, Row, wait_until
+from conftest import Finished, Flows, Row
 from sqlalchemy import or_, select
+from waiting import wait_until
 
 from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.store.store import EXECUTIONS

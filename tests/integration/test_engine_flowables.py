@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Flows, Row, wait_until
+from conftest import Flows, Row
+from waiting import wait_until
 
 
 def sleepers(count: int, seconds: float, indent: int = 14) -> str:

@@ -8,7 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Flows, Row, wait_until
+from conftest import Flows, Row
+from waiting import wait_until
 
 from headwater.runners.process import process_group_alive
 

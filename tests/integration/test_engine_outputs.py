@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 
-from conftest import EngineFactory, Flows, wait_until
+from conftest import EngineFactory, Flows
+from waiting import wait_until
 
 from headwater.daemon.engine.secrets import MASK
 

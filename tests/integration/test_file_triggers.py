@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EngineFactory, Flows, stop_engine, wait_until
+from conftest import EngineFactory, Flows, stop_engine
 from sqlalchemy import select
+from waiting import wait_until
 
 from headwater.daemon.engine.engine import Engine
 from headwater.daemon.store.store import EXECUTIONS, TRIGGER_STATES

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EngineFactory, Flows, wait_until
+from conftest import EngineFactory, Flows
 from gitrepos import WorkingClone, make_remote
 from sqlalchemy import select
+from waiting import wait_until
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest

@@ -16,9 +16,10 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from conftest import EngineFactory, Flows, wait_until
+from conftest import EngineFactory, Flows
 from engineservices import EngineServices
 from flask.testing import FlaskClient
+from waiting import wait_until
 from werkzeug.test import TestResponse
 
 from headwater.daemon.engine.engine import Engine

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EngineFactory, wait_until
+from conftest import EngineFactory
 from gitrepos import WorkingClone, make_remote
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
+from waiting import wait_until
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.git import Mirror
