@@ -219,7 +219,7 @@ class Daemon:
         self._spawn(self._sync_loop, "sync")
         self._start_watch()
         self._server = server
-        self._spawn(server.run, "http")
+        self._spawn(self._serve_http, "http")
         log.info("serving on http://%s:%s", self.settings.host, self.port)
 
     def _reload_file_triggers(self, _outcome: SyncOutcome) -> None:
@@ -227,6 +227,15 @@ class Daemon:
             self.file_triggers.reload()
         except Exception:  # the deploy stands; the next deploy or restart loads them again
             log.exception("file triggers: reload after the deploy failed")
+
+    def _serve_http(self) -> None:
+        try:
+            self._server.run()
+        except OSError:
+            # `stop()` closes the listening socket under waitress's select loop, which then
+            # fails on the closed descriptor: the expected end of serving, not an error.
+            if not self._stop.is_set():
+                raise
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
