@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from postgres import fresh_database
 
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "security")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
