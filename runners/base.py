@@ -82,6 +82,9 @@ class RunResult:
     oom_killed: bool = False
     error: str | None = None
     """Why the command could not run at all (not found, not executable, image missing, …)."""
+    leftovers: int = 0
+    """Processes the command left running when its main process ended, which the runner
+    then ended (background processes never outlive their run)."""
 
     @property
     def succeeded(self) -> bool:

@@ -4,7 +4,13 @@ Every run gets its own session and process group (`start_new_session`), so a tim
 a kill, or the end of the main process can signal everything the command started,
 and a restarted daemon can end a group left over from a killed one (by the group id
 `on_start` reported). The child's environment is ours without Headwater's settings
-and database URLs (`child_environment`).
+and database URLs (`child_environment`), plus a marker of the run.
+
+Nothing a run starts outlives it: when its main process has ended (by itself, on a
+timeout, on a kill), whatever it left running, in its group or out of it (`setsid`, a
+double fork), gets TERM, and KILL after the grace period (`headwater.runners.leftovers`
+finds them); `RunResult.leftovers` says how many there were. With a `TaskUser` the
+command runs as that user, and its working directory is given to it first.
 
 One thread per run, no helper threads: the calling thread waits on both pipes and,
 on Linux, a pidfd of the main process with a `selectors` poll, so the happy path
@@ -32,6 +38,8 @@ from collections.abc import Callable, Mapping
 from typing import IO, Literal
 
 from headwater.runners.base import LineSink, RunResult, RunSpec, Stream
+from headwater.runners.leftovers import MARKER_VARIABLE, Leftovers, become_subreaper, new_marker
+from headwater.runners.users import TASK_UMASK, TaskUser
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +183,14 @@ def _collect_group(pgid: int) -> None:
 class ProcessRunner:
     """Runs a `RunSpec` as a local process group; see the module docstring."""
 
-    def __init__(self, kill_grace: float = KILL_GRACE_SECONDS) -> None:
+    def __init__(
+        self, kill_grace: float = KILL_GRACE_SECONDS, task_user: TaskUser | None = None
+    ) -> None:
+        """`task_user`: run every command as that user (see `headwater.runners.users`:
+        the caller checks beforehand that this process may switch to it)."""
         self.kill_grace = kill_grace
+        self.task_user = task_user
+        become_subreaper()  # for the whole process: orphans of runs stay below it
 
     def run(
         self,
@@ -191,14 +205,16 @@ class ProcessRunner:
         started = time.monotonic()
         if cancel.is_set():
             return RunResult(exit_code=None, duration=0.0, killed=True)
+        marker = new_marker()
         try:
-            proc = _start(spec)
+            proc = _start(spec, marker, self.task_user)
         except (OSError, ValueError, TypeError, IndexError) as exc:
             return RunResult(
                 exit_code=None, duration=_since(started), error=_start_error(spec, exc)
             )
         deadline = None if spec.timeout is None else started + spec.timeout
-        watch = _Watch(proc, on_line, cancel, self.kill_grace, deadline)
+        leftovers = Leftovers(marker, proc.pid)
+        watch = _Watch(proc, on_line, cancel, self.kill_grace, deadline, leftovers)
         try:
             if on_start is not None:
                 on_start(proc.pid)
@@ -211,18 +227,27 @@ class ProcessRunner:
         return watch.result(_since(started))
 
 
-def _start(spec: RunSpec) -> subprocess.Popen[bytes]:
+def _start(spec: RunSpec, marker: str, user: TaskUser | None) -> subprocess.Popen[bytes]:
     # start_new_session: the child leads a new group (pgid == pid) that we can signal
-    # whole; unlike preexec_fn it is safe with threads and keeps the fast vfork path.
+    # whole; unlike preexec_fn it is safe with threads and keeps the fast vfork path
+    # (which a user switch gives up: Python forks then).
+    named = user.environment() if user is not None else {}
+    env = child_environment({**named, **spec.env, MARKER_VARIABLE: marker})
+    if user is not None:
+        user.give(spec.workdir)
     return subprocess.Popen(
         spec.command,
         cwd=spec.workdir,
-        env=child_environment(spec.env),
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
         bufsize=0,
+        user=None if user is None else user.uid,
+        group=None if user is None else user.gid,
+        extra_groups=None if user is None else list(user.groups),
+        umask=-1 if user is None else TASK_UMASK,  # -1: the runner's own
     )
 
 
@@ -314,9 +339,11 @@ class _Watch:
         cancel: threading.Event,
         grace: float,
         deadline: float | None,
+        leftovers: Leftovers,
     ) -> None:
         self.proc = proc
         self.pgid = proc.pid  # start_new_session: the child leads its own group
+        self.leftovers = leftovers
         self.cancel = cancel
         self.grace = grace
         self.deadline = deadline
@@ -388,6 +415,8 @@ class _Watch:
         cancelled_late = self.stop is None and self.term_at is not None and self.cancel.is_set()
         if self.kill_at is None and (grace_over or cancelled_late):
             _signal_group(self.pgid, signal.SIGKILL)
+            if self.proc.returncode is not None:  # else the leftovers are not known yet
+                self.leftovers.kill(self.leftovers.find())
             self.kill_at = now
 
     def _terminate(self, reason: StopReason, now: float) -> None:
@@ -400,10 +429,20 @@ class _Watch:
         if self.proc.returncode is None:
             return False
         _collect_group(self.pgid)
-        if not process_group_alive(self.pgid):
+        group_alive = process_group_alive(self.pgid)
+        # None found when the main process ended: none can appear later (any would be
+        # started by one found), so the common run looks only once.
+        left = self.leftovers.find() if self.leftovers.count else {}
+        if left:
+            self.leftovers.signal(left, signal.SIGTERM)
+            if self.kill_at is not None:
+                self.leftovers.kill(left)
+        if not group_alive and not left:
+            self.leftovers.collect()
             return True
         if self.kill_at is not None and time.monotonic() >= self.kill_at + KILL_WAIT_SECONDS:
-            log.warning("process group %d survived SIGKILL; leaving it", self.pgid)
+            log.warning("processes of group %d survived SIGKILL; leaving them", self.pgid)
+            self.leftovers.collect()
             return True
         return False
 
@@ -429,10 +468,13 @@ class _Watch:
     def _end_leftovers(self) -> None:
         # Background processes must not outlive the run. With a pidfd this runs while
         # the main process is still an uncollected zombie, so the group id cannot have
-        # been reused by anyone else yet. Once only: a stop may have sent TERM already.
+        # been reused by anyone else yet. The group gets TERM once only (a stop may
+        # have sent it already); the processes outside it that are found, each once.
+        left = self.leftovers.find()
         if self.term_at is None:
             self.term_at = time.monotonic()
             _signal_group(self.pgid, signal.SIGTERM)
+        self.leftovers.signal(left, signal.SIGTERM)
 
     # -- the pipes
 
@@ -465,6 +507,11 @@ class _Watch:
             self.proc.wait(KILL_WAIT_SECONDS)
         if not _wait_group_gone(self.pgid, KILL_WAIT_SECONDS):
             log.warning("process group %d survived SIGKILL", self.pgid)
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        while (left := self.leftovers.find()) and time.monotonic() < deadline:
+            self.leftovers.kill(left)
+            time.sleep(POLL_SECONDS)
+        self.leftovers.collect()
 
     def close(self) -> None:
         self.selector.close()
@@ -478,11 +525,14 @@ class _Watch:
         code = self.proc.returncode
         if code is not None and code < 0:
             log.info("process %d ended by signal %s", self.proc.pid, _signal_name(-code))
+        if self.leftovers.count:
+            log.info("ended %d process(es) left by group %d", self.leftovers.count, self.pgid)
         return RunResult(
             exit_code=code if code is not None and code >= 0 else None,
             duration=duration,
             timed_out=self.stop == "timeout",
             killed=self.stop == "cancel",
+            leftovers=self.leftovers.count,
         )
 
 

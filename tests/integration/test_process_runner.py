@@ -267,14 +267,16 @@ def test_background_child_ignoring_term_is_killed_after_the_grace(tmp_path: Path
     assert_group_gone(outcome.pgids[0])
 
 
-def test_process_that_left_the_group_does_not_hold_the_run(
+def test_process_that_left_the_group_is_ended_with_the_run(
     tmp_path: Path, exit_watch: None
 ) -> None:
     outcome = run(sh("setsid sleep 5 & echo $!; sleep 0.05; echo done"), tmp_path)
-    os.kill(int(outcome.out()[0]), 9)  # it left the group: nobody else ends it
 
     assert outcome.out()[1:] == ["done"]
+    assert outcome.result.leftovers == 1
     assert outcome.result.duration < 1.0
+    with pytest.raises(ProcessLookupError):  # ended, and collected: not even a zombie
+        os.kill(int(outcome.out()[0]), 0)
 
 
 def test_a_raising_callback_leaves_nothing_running(tmp_path: Path) -> None:

@@ -94,6 +94,8 @@ def run_script(ctx: TaskContext, language: Language) -> TaskResult:
     plan.write_files()
     console = Console(ctx)
     result = ctx.runner.run(plan.spec(), console.on_line, ctx.cancel)
+    if result.leftovers:
+        ctx.log("WARN", leftovers_message(result.leftovers))
     failure = failure_of(result, console.last_stderr, plan.timeout)
     files: dict[str, str] = {}
     if result.error is None and not result.killed:
@@ -106,6 +108,15 @@ def run_script(ctx: TaskContext, language: Language) -> TaskResult:
         return TaskResult(State.FAILED, outputs, console.metrics, error=failure)
     warn = plan.warning_on_stderr and console.stderr_lines > 0
     return TaskResult(State.WARNING if warn else State.SUCCESS, outputs, console.metrics)
+
+
+def leftovers_message(count: int) -> str:
+    """The task's log line when its command left processes running (they were ended)."""
+    what = "1 process" if count == 1 else f"{count} processes"
+    return (
+        f"ended {what} that the command left running: nothing a task starts outlives it "
+        "(wait for background processes before the command ends)"
+    )
 
 
 def failure_of(result: RunResult, last_stderr: str | None, timeout: Span | None) -> str | None:
