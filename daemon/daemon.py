@@ -266,6 +266,8 @@ class Daemon:
             if cause == "poll" and not self._remote_moved():
                 next_poll = self._next_poll(0)
                 continue
+            if self._stop.is_set():
+                return  # stopping ended the ls-remote above: no fetch after it
             last_start = time.monotonic()
             outcome = self._run_sync(cause)
             failures = failures + 1 if outcome.result == "FetchFailed" else 0

@@ -11,6 +11,12 @@ Credentials travel only in the environment of the git process: an http(s) token 
 `http.extraHeader` set through `GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n`,
 an SSH key as `GIT_SSH_COMMAND`. They never appear in URLs, argv, the mirror's config or
 error messages; a URL with credentials in it is refused.
+
+Two of git's transports are refused: `ext::` runs a command of the URL's choosing and
+`fd::` talks over a descriptor of the daemon's own (and hangs). `check_url` refuses
+them with a message, and every git call also runs with `protocol.ext.allow=never` and
+`protocol.fd.allow=never`, so a URL that slipped past the check is refused by git.
+`Mirror.close()` ends every git process of the mirror, also a fetch in flight.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +47,7 @@ DEFAULT_TIMEOUT = 60.0  # seconds any one git command may take before it is kill
 # capacity, so a write never blocks while git waits for us to read (a deadlock).
 BATCH_REQUEST_BYTES = 8192
 STOP_GRACE = 5.0  # seconds to wait for a killed or closed git process to go away
+COLLECT_POLL_SECONDS = 0.01  # how often a killed git's helpers are looked for to collect
 MAX_ERROR_CHARS = 1500  # git's stderr quoted in an error is cut to this length
 
 SYMLINK_MODE = "120000"
@@ -58,6 +66,15 @@ _SHA = re.compile(r"[0-9a-f]{4,64}")
 _BAD_REF_PART = re.compile(r"^[-/.]|\.\.|[\x00-\x20\x7f~^:?*\[\\]|//|@\{|/\.|\.lock(/|$)|[/.]$")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s]+)@")
 _SCHEME = re.compile(r"(?i)^([a-z][a-z0-9+.-]*)://")
+_HELPER = re.compile(r"(?i)^([a-z0-9][a-z0-9+.-]*)::")  # git's <transport>::<address>
+_REFUSED_TRANSPORTS = {  # transport -> what it would do
+    "ext": "runs a command named in the URL",
+    "fd": "talks over a file descriptor of Headwater's own process and hangs",
+}
+# Set in every git call's environment: git refuses these transports even if asked.
+_REFUSED_PROTOCOL_CONFIG = tuple(
+    (f"protocol.{name}.allow", "never") for name in _REFUSED_TRANSPORTS
+)
 _AUTH_SIGNS = (  # in git's stderr (LC_ALL=C): the remote wants other credentials
     "authentication failed",
     "terminal prompts disabled",
@@ -129,6 +146,14 @@ def check_url(url: str) -> None:
     """Refuses a remote URL that git could misread or that carries credentials."""
     if not url or url.startswith("-") or any(c in url for c in "\r\n\0"):
         raise GitError(f"not a usable git remote URL: {scrub(url)!r}")
+    helper = _HELPER.match(url)
+    if helper and helper.group(1).lower() in _REFUSED_TRANSPORTS:
+        name = helper.group(1).lower()
+        raise GitError(
+            f"the remote URL {scrub(url)!r} uses git's {name}:: transport, which "
+            f"{_REFUSED_TRANSPORTS[name]}; use an http(s)://, ssh://, git:// or file:// URL, "
+            "user@host:path, or a local path"
+        )
     match = _SCHEME.match(url)
     scheme = match.group(1).lower() if match else ""
     userinfo = _URL_USERINFO.match(url)
@@ -185,14 +210,13 @@ def git_env(credentials: Credentials | None = None) -> dict[str, str]:
         GIT_TERMINAL_PROMPT="0",
         GIT_LITERAL_PATHSPECS="1",
     )
-    config: list[tuple[str, str]] = []
+    config = list(_REFUSED_PROTOCOL_CONFIG)
     if credentials is not None and credentials.token:
         config += [("credential.helper", ""), ("http.extraHeader", _auth_header(credentials.token))]
     if credentials is not None and credentials.ssh_key_file is not None:
         env["GIT_SSH_COMMAND"] = _ssh_command(credentials.ssh_key_file)
         env["GIT_SSH_VARIANT"] = "ssh"
-    if config:
-        env["GIT_CONFIG_COUNT"] = str(len(config))
+    env["GIT_CONFIG_COUNT"] = str(len(config))
     for n, (key, value) in enumerate(config):
         env[f"GIT_CONFIG_KEY_{n}"] = key
         env[f"GIT_CONFIG_VALUE_{n}"] = value
@@ -240,6 +264,61 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+def _collect_helpers(pgid: int) -> None:
+    """Collect the killed helpers of a killed git (its group) that became our children.
+
+    They do when this process is a child subreaper (the process runner makes the daemon
+    one); uncollected, each would stay in the process table. Waits for group `pgid` only:
+    nothing another `Popen` waits for is in it.
+    """
+    deadline = time.monotonic() + STOP_GRACE
+    while True:
+        try:
+            pid, _ = os.waitpid(-pgid, os.WNOHANG)
+        except ChildProcessError:
+            return  # none of the group is (or is any longer) our child
+        if pid == 0:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(COLLECT_POLL_SECONDS)  # KILLed: gone in a moment
+
+
+class _Processes:
+    """The git processes of one mirror that run now, so `Mirror.close()` can end them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._ended: set[subprocess.Popen[bytes]] = set()
+
+    def spawn(
+        self, argv: Sequence[str], env: dict[str, str], stdin: _Stream, stdout: _Stream,
+        stderr: _Stream,
+    ) -> subprocess.Popen[bytes]:  # fmt: skip
+        with self._lock:  # so `end_all` never misses one that is starting
+            proc = _spawn(argv, env, stdin, stdout, stderr)
+            self._running.add(proc)
+        return proc
+
+    def done(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Forget `proc`, which has ended; whether `end_all` ended it."""
+        with self._lock:
+            self._running.discard(proc)
+            ended = proc in self._ended
+            self._ended.discard(proc)
+        if ended:
+            _collect_helpers(proc.pid)
+        return ended
+
+    def end_all(self) -> None:
+        """Kill every process that runs now (its caller then raises a GitError)."""
+        with self._lock:
+            procs = list(self._running)
+            self._ended.update(procs)
+        for proc in procs:
+            _kill(proc)
 
 
 class _Watchdog:
@@ -361,6 +440,7 @@ class _CatFile:
         except (OSError, subprocess.TimeoutExpired):
             _kill(proc)
             proc.wait()
+            _collect_helpers(proc.pid)
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
@@ -512,6 +592,7 @@ class Mirror:
         self._env = git_env(credentials)
         self._git_dir = f"--git-dir={self.path}"
         self._batch = _CatFile(self.path, self._env, timeout)
+        self._processes = _Processes()
         self._ready = False
         self._read_only = False
 
@@ -540,7 +621,10 @@ class Mirror:
         self.close()
 
     def close(self) -> None:
-        """Stops the cat-file process (a later read starts a new one)."""
+        """Ends every git process of the mirror: the cat-file process, and any command
+        in flight (a fetch that waits on the network), whose call then raises a
+        `GitError`. A later call starts new ones."""
+        self._processes.end_all()
         self._batch.close()
 
     # -- remote ---------------------------------------------------------------------
@@ -730,17 +814,24 @@ class Mirror:
     ) -> subprocess.CompletedProcess[bytes]:
         """Runs git in the mirror; an exit code outside `ok` (None: any) is a GitError."""
         argv = ["git", self._git_dir, *args]
-        proc = _spawn(argv, self._env, subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE)
+        proc = self._processes.spawn(
+            argv, self._env, subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE
+        )
         try:
             stdout, stderr = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             _kill(proc)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.communicate(timeout=STOP_GRACE)
+            _collect_helpers(proc.pid)
             self._clear_stale_locks()
             raise GitError(
                 f"{scrub(what, self._secrets)} timed out after {self.timeout:g}s"
             ) from None
+        finally:
+            closed = self._processes.done(proc)
+        if closed:
+            raise GitError(f"{scrub(what, self._secrets)} was stopped: the mirror was closed")
         if ok is not None and proc.returncode not in ok:
             raise self._failure(what, stderr)
         return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
@@ -750,7 +841,9 @@ class Mirror:
         caller stops early."""
         with tempfile.TemporaryFile() as errors:
             argv = ["git", self._git_dir, *args]
-            proc = _spawn(argv, self._env, subprocess.DEVNULL, subprocess.PIPE, errors)
+            proc = self._processes.spawn(
+                argv, self._env, subprocess.DEVNULL, subprocess.PIPE, errors
+            )
             assert proc.stdout is not None
             watchdog, finished = _Watchdog(proc, self.timeout), False
             try:
@@ -765,6 +858,11 @@ class Mirror:
                     _kill(proc)
                 proc.stdout.close()
                 code = proc.wait()
+                closed = self._processes.done(proc)
+                if not finished or watchdog.fired:
+                    _collect_helpers(proc.pid)
+            if closed:
+                raise GitError(f"{what} was stopped: the mirror was closed")
             if watchdog.fired:
                 raise GitError(f"{what} timed out after {self.timeout:g}s")
             if code != 0:

@@ -17,10 +17,10 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import Flows
+from proctable import processes_with
 from waiting import wait_until
 
 from headwater.daemon.engine.engine import Engine
@@ -31,20 +31,6 @@ STARTS = {  # ways a command starts a process that leaves its session
     "nohup setsid, output elsewhere": "nohup setsid sleep {mark} >/dev/null 2>&1 &",
 }
 _numbers = itertools.count(1)
-
-
-def processes_with(argument: str) -> list[int]:
-    """Live processes (not zombies) whose command line holds `argument`."""
-    found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argument.encode() in argv and state not in (b"Z", b"X"):
-            found.append(int(name))
-    return found
 
 
 @pytest.fixture
@@ -109,9 +95,7 @@ def test_a_killed_task_leaves_no_process_behind(
     assert processes_with(mark) == []
 
 
-def test_a_background_process_the_task_waits_for_is_not_a_leftover(
-    flows: Flows, mark: str
-) -> None:
+def test_a_background_process_the_task_waits_for_is_not_a_leftover(flows: Flows, mark: str) -> None:
     finished = flows.run(flow("setsid sleep 0.1 & pid=$!", mark, "wait $pid; echo waited"))
 
     assert finished.state == "SUCCESS", finished.summary()
