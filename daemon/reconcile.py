@@ -38,6 +38,7 @@ from headwater.daemon.flow.repository import (
 )
 from headwater.daemon.flow.validate import FlowFile
 from headwater.daemon.git import Mirror
+from headwater.daemon.lifeline import exit_with
 from headwater.daemon.store.store import Row
 
 log = logging.getLogger(__name__)
@@ -344,11 +345,17 @@ def validation_pool() -> ProcessPoolExecutor:
     """Processes for big syncs, so parsing does not starve the daemon's threads (GIL).
 
     The fork server imports the validator once and forks the workers from it, so a
-    worker starts at once instead of importing Headwater anew (about 1.5 s each).
+    worker starts at once instead of importing Headwater anew (about 1.5 s each). Each
+    worker exits as soon as this process is gone, even killed (`lifeline`).
     """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=os.cpu_count() or 1,
+        mp_context=context,
+        initializer=exit_with,
+        initargs=(os.getpid(),),
+    )
 
 
 def _check_references(tx: DeployedState, result: Reconciliation, deployed: _Deployed) -> None:

@@ -28,6 +28,7 @@ from headwater.daemon.errors import Diagnostic, Position
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.validate import FlowFile, validate_text
 from headwater.daemon.flow.walk import iter_tasks
+from headwater.daemon.lifeline import exit_with
 from headwater.daemon.yamlsource import Path, format_path
 
 FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -39,7 +40,10 @@ PARALLEL_THRESHOLD = 200  # flows below which starting processes costs more than
 def _validate_in_processes(located: list[Located], jobs: int) -> list[FlowFile]:
     context = multiprocessing.get_context("forkserver")
     chunk = max(1, len(located) // (jobs * 8))
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=exit_with, initargs=(os.getpid(),)
+    )
+    with pool:
         return list(pool.map(_validate_quietly, located, chunksize=chunk))
 
 
