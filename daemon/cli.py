@@ -147,6 +147,11 @@ def run(file: Path, inputs: tuple[str, ...], flows_dir: Path | None, data_dir: P
 )
 @click.option("--port", type=int, help="HTTP port (default 8080; 0 picks a free one).")
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option(
+    "--allowed-hosts",
+    help="Names the page and API answer to, comma-separated, besides localhost and IP "
+    "addresses (.example.com: its subdomains); other Host headers get 400.",
+)
 @click.option("--db", help="Database URL (default SQLite in the data directory).")
 @click.option("--poll-interval", type=float, help="Seconds between polls; 0 turns polling off.")
 @click.option("--workers", type=int, help="Worker threads.")

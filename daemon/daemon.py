@@ -34,7 +34,7 @@ from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.git import Commit, Credentials, GitError, Mirror
 from headwater.daemon.reconcile import validation_pool
 from headwater.daemon.services import WebSettings
-from headwater.daemon.settings import HTTP_THREADS, POLL_JITTER, Settings
+from headwater.daemon.settings import HTTP_THREADS, MIN_TOKEN_CHARS, POLL_JITTER, Settings
 from headwater.daemon.store.store import Row
 from headwater.daemon.sync import Syncer, SyncOutcome
 from headwater.daemon.triggers.files import FileTriggers, deployment_check
@@ -108,6 +108,7 @@ class Daemon:
             read_requires_token=settings.read_requires_token,
             session_secret=settings.session_secret,
             session_key_file=data_dir / SESSION_KEY_FILE,
+            allowed_hosts=_allowed_hosts(settings),
         )
         self._wanted = threading.Event()
         self._cause = "manual"
@@ -312,18 +313,18 @@ class Daemon:
         self._observer = watch_refs(local, lambda: self.request_sync("watch"))
 
     def _bind_http(self) -> Any:
-        from waitress.server import create_server
-
+        from headwater.daemon.httpserver import HttpLimits, create_server
         from headwater.web.app import create_app
 
+        settings = self.settings
+        limits = HttpLimits(
+            threads=HTTP_THREADS,
+            idle_seconds=settings.http_idle_seconds,
+            max_connections=settings.http_max_connections,
+            per_client=settings.http_connections_per_client,
+        )
         try:
-            return create_server(
-                create_app(self),
-                host=self.settings.host,
-                port=self.settings.port,
-                threads=HTTP_THREADS,
-                ident="headwater",
-            )
+            return create_server(create_app(self), settings.host, settings.port, limits)
         except OSError as exc:
             raise HeadwaterError(
                 f"cannot listen on {self.settings.host}:{self.settings.port}: {exc.strerror}"
@@ -413,15 +414,41 @@ def _claim_database(url: str | None) -> Connection | None:
 
 
 def _check_listen(settings: Settings) -> None:
-    try:
-        loopback = ipaddress.ip_address(settings.host).is_loopback
-    except ValueError:
-        loopback = settings.host == "localhost"
-    if not loopback and not settings.token:
+    """Beyond loopback, the token is all that stands between the network and starting
+    flows: it must be there, and too long to guess online."""
+    if _loopback(settings.host):
+        return
+    if not settings.token:
         raise HeadwaterError(
             f"refusing to listen on {settings.host} without a token: anyone who can reach it "
             "could start flows; set HEADWATER_TOKEN (or listen on 127.0.0.1)"
         )
+    if len(settings.token) < MIN_TOKEN_CHARS:
+        raise HeadwaterError(
+            f"refusing to listen on {settings.host} with a {len(settings.token)}-character "
+            "token: beyond loopback the token is all that stops anyone who can reach "
+            f"the port from starting flows, so it must be at least {MIN_TOKEN_CHARS} random "
+            "characters, which cannot be guessed over the network (make one with "
+            "`openssl rand -hex 32`)"
+        )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _allowed_hosts(settings: Settings) -> tuple[str, ...]:
+    """The names the web layer answers to: the configured ones, and the name it listens
+    on (an address needs no entry: web/hosts.py admits every IP address)."""
+    names = [name.lower() for name in settings.allowed_hosts]
+    try:
+        ipaddress.ip_address(settings.host)
+    except ValueError:  # a name; an empty host (every address) names nothing
+        names += [settings.host.lower()] if settings.host else []
+    return tuple(dict.fromkeys(names))
 
 
 def _local_repository(repository: str) -> Path | None:

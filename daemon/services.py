@@ -37,6 +37,9 @@ class WebSettings:
     """Key that signs the page's session cookie; None: read or made in `session_key_file`."""
     session_key_file: Path | None = None
     """Where a generated session key is kept (the data directory); None: one per process."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Names the daemon answers to besides `localhost` and IP addresses (the Host header;
+    web/hosts.py); `.example.com` admits its subdomains."""
 
 
 class Services(Protocol):

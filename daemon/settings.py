@@ -23,6 +23,10 @@ DEFAULT_POLL_SECONDS = 60.0  # how often the remote is checked when nothing anno
 POLL_JITTER = 0.1  # ± this fraction of the interval, so replicas do not poll in step
 DEFAULT_DATA_DIR = Path(".headwater")
 HTTP_THREADS = 8  # request threads of the embedded WSGI server
+HTTP_IDLE_SECONDS = 30  # a connection with no request under way is closed after this
+HTTP_MAX_CONNECTIONS = 500  # open connections in all; below the usual limit of 1024 files
+HTTP_CONNECTIONS_PER_CLIENT = 32  # open connections one address may hold (a browser uses 6)
+MIN_TOKEN_CHARS = 32  # the shortest token accepted when listening beyond loopback
 
 
 class Settings(BaseSettings):
@@ -61,6 +65,15 @@ class Settings(BaseSettings):
     """Reading the page or the API needs the token too (sign-in on the page)."""
     session_secret: str | None = Field(default=None, repr=False)
     """Key that signs page sessions; default: one generated in the data directory."""
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    """Names the page and API answer to (the Host header), separated by commas, besides
+    localhost, IP addresses and `host`; `.example.com` admits its subdomains."""
+    http_idle_seconds: int = Field(default=HTTP_IDLE_SECONDS, ge=1)
+    """Seconds an HTTP connection may stay open with no request under way."""
+    http_max_connections: int = Field(default=HTTP_MAX_CONNECTIONS, ge=1)
+    """Open HTTP connections in all; beyond it new ones wait in the kernel's queue."""
+    http_connections_per_client: int = Field(default=HTTP_CONNECTIONS_PER_CLIENT, ge=1)
+    """Open HTTP connections one client address may hold; raise it behind a reverse proxy."""
     # Containers (docs/runners.md): the Docker socket is root on its host.
     default_runner: Literal["process", "docker"] = "process"
     """Where script tasks without a taskRunner run."""
@@ -93,6 +106,13 @@ class Settings(BaseSettings):
             max_containers=self.docker_max_containers,
             files=self.docker_files,
         )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("file_trigger_dirs", "docker_volumes", mode="before")
     @classmethod

@@ -117,8 +117,9 @@ def git_webhook() -> ResponseReturnValue:
     tracked = gitwebhook.branch_ref(settings.branch)
     if ref is not None and ref != tracked:
         return _ignored(f"a push to {ref[:200]}; only {tracked} is deployed")
-    if delivery.delivery_id is not None and not _first_delivery(delivery):
-        return _ignored(f"delivery {delivery.delivery_id} was received before")
+    seen = _seen_before(delivery, body)
+    if seen is not None:
+        return _ignored(seen)
     services().request_sync("webhook")
     audit.info(
         "git webhook accepted: provider=%s remote=%s delivery=%s",
@@ -138,15 +139,24 @@ def _capped_body(limit: int) -> bytes:
         raise ApiError(413, f"the body is larger than {limit} bytes") from None
 
 
-def _first_delivery(delivery: gitwebhook.Delivery) -> bool:
-    delivery_id = delivery.delivery_id or ""
-    if len(delivery_id) > gitwebhook.MAX_DELIVERY_ID_CHARS:
+def _seen_before(delivery: gitwebhook.Delivery, body: bytes) -> str | None:
+    """Why this push was acted on already (its delivery id, or its signed body, arrived
+    before), or None once both are recorded."""
+    delivery_id = delivery.delivery_id
+    if delivery_id is not None and len(delivery_id) > gitwebhook.MAX_DELIVERY_ID_CHARS:
         raise ApiError(400, "the delivery id is too long")
+    again = f"delivery {delivery_id} was received before"
     try:
         with services().store.write() as tx:
-            return tx.record_delivery(f"{delivery.provider}:{delivery_id}", now())
+            key = gitwebhook.delivery_key(delivery)
+            if key is not None and not tx.record_delivery(key, now()):
+                return again
+            if not tx.record_delivery(gitwebhook.body_key(body), now()):
+                _refuse(delivery, "a body received before, under another delivery id or none")
+                return "this body was received before: a signed body is acted on once"
     except IntegrityError:  # the same delivery, arriving twice at once
-        return False
+        return again
+    return None
 
 
 def _ignored(reason: str) -> ResponseReturnValue:

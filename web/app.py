@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
@@ -20,7 +21,10 @@ from headwater.web import (
     auth,
     control_api,
     errors,
+    headers,
     health,
+    hosts,
+    jsonbody,
     metrics,
     openapi,
     pages,
@@ -37,6 +41,11 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 class JsonProvider(DefaultJSONProvider):
     sort_keys = False  # fields in the order the API documents them
 
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Parse with the depth bound (jsonbody.py): `request.get_json()` never recurses
+        without end, and a body too deep is a ValueError like any bad JSON."""
+        return jsonbody.loads(s)
+
 
 def create_app(services: Services, clock: Callable[[], float] = time.time) -> Flask:
     """A Flask app serving the JSON API and health checks for these `services`."""
@@ -45,7 +54,9 @@ def create_app(services: Services, clock: Callable[[], float] = time.time) -> Fl
     app.json = JsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     install(app, services, clock)
+    hosts.install(app, services.web)  # first: a request for another site's name goes no further
     auth.install(app, services.web)
+    headers.install(app)
     errors.register(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(control_api.blueprint)

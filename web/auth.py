@@ -37,7 +37,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import ParamSpec, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -76,6 +76,9 @@ SESSION_KEY_BYTES = 32
 # webhook senders carry no token, and the sign-in page must be reachable to sign in.
 OPEN_PATHS = ("/healthz", "/readyz", "/login", "/logout", "/api/v1/openapi.json")
 OPEN_PREFIXES = ("/static/", "/api/v1/git/webhook", "/api/v1/executions/webhook/")
+# What a browser drops from a URL anywhere, and trims from its ends (WHATWG URL standard).
+_TAB_AND_NEWLINES = str.maketrans("", "", "\t\n\r")
+_CONTROLS = "".join(map(chr, range(0x20))) + "\x7f"
 _SIGNED_IN = "signed_in"  # session key: the fingerprint of the token signed in with
 _CSRF = "csrf"  # session key: the CSRF token of this session
 
@@ -255,10 +258,27 @@ def guard() -> ResponseReturnValue | None:
 
 # -- sign-in and sign-out ------------------------------------------------------------------
 def _safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path on this site, never another site."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+    """Where to go after signing in: a path on this site, else `/`.
+
+    The target is first read the way a browser reads a URL (the WHATWG URL standard):
+    tabs and newlines anywhere are dropped, control characters and spaces at the ends
+    are trimmed, and a backslash is a slash. Otherwise `/\t/evil.com` or `/\\evil.com`
+    passes a check on the raw text and the browser goes to `//evil.com`, another site.
+    What is left must be a path with no scheme and no host; the answer is that path as
+    read, so the Location header never carries a control character either.
+    """
+    read = _as_browsers_read(target or "")
+    parts = urlsplit(read)
+    path = parts.path
+    if parts.scheme or parts.netloc or not path.startswith("/") or path.startswith("//"):
         return "/"
-    return target
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+def _as_browsers_read(url: str) -> str:
+    """`url` as a browser reads it; empty when a control character is left inside."""
+    url = url.translate(_TAB_AND_NEWLINES).strip(_CONTROLS + " ").replace("\\", "/")
+    return "" if any(c in _CONTROLS for c in url) else url
 
 
 @blueprint.get("/login")

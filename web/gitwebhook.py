@@ -11,7 +11,9 @@ Pure functions, no Flask: the view in `api.py` reads the request and answers.
   (push unless it says otherwise), `X-Headwater-Delivery`.
 
 The HMAC is over the raw body, keyed with the webhook secret. Every comparison is
-constant-time (`hmac.compare_digest`), on bytes. A push payload is only a hint: the
+constant-time (`hmac.compare_digest`), on bytes. A push is acted on once per delivery id
+and once per body (`delivery_key`, `body_key`), so neither a redelivery nor a captured
+body sent again under another id starts a second sync. A push payload is only a hint: the
 sync resolves the branch head itself, so only its `ref` is read here.
 """
 
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs
+
+from headwater.web import jsonbody
 
 PUSH = "push"
 PING = "ping"
@@ -120,6 +123,23 @@ def _delivery(names: ProviderHeaders, headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def delivery_key(delivery: Delivery) -> str | None:
+    """What a delivery id is remembered by (`github:<id>`), or None when it has none."""
+    if delivery.delivery_id is None:
+        return None
+    return f"{delivery.provider}:{delivery.delivery_id}"
+
+
+def body_key(body: bytes) -> str:
+    """What a signed body is remembered by, beside its delivery id.
+
+    Providers sign the body and not the delivery id, so whoever captures one delivery can
+    send its body again under a new id, or none; the body's digest names it all the same.
+    The prefix is no provider's name, so it never equals a `delivery_key`.
+    """
+    return "body:sha256:" + hashlib.sha256(body).hexdigest()
+
+
 def sign(secret: str, body: bytes) -> str:
     """The HMAC-SHA256 of `body` keyed with `secret`, in lower-case hex."""
     return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
@@ -196,8 +216,10 @@ def _payload(body: bytes, content_type: str) -> Any:
             if "payload" not in fields:
                 raise PayloadError("the form has no payload field")
             text = fields["payload"][0]
-        return json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return jsonbody.loads(text)
+    except jsonbody.TooDeep as exc:
+        raise PayloadError(f"the payload is refused: {exc}") from None
+    except ValueError as exc:  # not UTF-8, or not JSON
         raise PayloadError(f"the payload is not JSON: {exc}") from None
 
 

@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from headwater.daemon.engine.states import State
 from headwater.web.api import DEFAULT_LOG_LINES, MAX_LOG_LINES
+from headwater.web.jsonbody import MAX_DEPTH
 from headwater.web.params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 Json = dict[str, Any]
@@ -340,8 +341,14 @@ def _sync_paths() -> Json:
                 "requestBody": {"required": True, "content": {"application/json": {}}},
                 "responses": {
                     "200": _json(ref("WebhookAnswer"), "A ping was answered"),
-                    "202": _json(ref("WebhookAnswer"), "A sync is requested, or why not"),
-                    "400": error("The payload cannot be read"),
+                    "202": _json(
+                        ref("WebhookAnswer"),
+                        "A sync is requested, or why not (another branch; a delivery id "
+                        "or a signed body received before)",
+                    ),
+                    "400": error(
+                        f"The payload cannot be read, or nests deeper than {MAX_DEPTH} levels"
+                    ),
                     "401": error("Unsigned, badly signed, or no webhook secret configured"),
                     "413": error("The body is too large"),
                 },
@@ -421,6 +428,9 @@ def _execution_paths() -> Json:
                     },
                     "responses": {
                         **execution,
+                        "400": error(
+                            f"The body is not JSON, or nests deeper than {MAX_DEPTH} levels"
+                        ),
                         "404": error("No such deployed flow"),
                         "415": error("The body is neither JSON nor a form"),
                         "422": error("The inputs were refused (every problem is listed)"),
@@ -466,7 +476,10 @@ def _execution_paths() -> Json:
                 "parameters": [NAMESPACE, FLOW_ID, path_param("key", "The trigger's key")],
                 "responses": {
                     **ok(ref("Execution"), "The execution it started"),
-                    "400": error("The flow started nothing (the message says why)"),
+                    "400": error(
+                        "The flow started nothing (the message says why), or the JSON body "
+                        f"nests deeper than {MAX_DEPTH} levels"
+                    ),
                     "422": error("The inputs were refused; nothing was started"),
                     "403": error("The daemon is read-only"),
                     "404": error("No webhook trigger matches this URL (flow, trigger or key)"),
@@ -497,6 +510,7 @@ def _control_paths(execution: Json) -> Json:
                 "required": False,
                 "content": {"application/json": {"schema": body}},
             }
+            operation["responses"]["400"] = error("The body is not such an object")
             operation["responses"]["422"] = error("The inputs were refused")
         return write(operation)
 

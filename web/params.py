@@ -15,6 +15,7 @@ from werkzeug.datastructures import FileStorage
 from headwater.daemon.engine.inputs import UploadedFile
 from headwater.daemon.engine.states import State
 from headwater.daemon.store.queries import Page
+from headwater.web import jsonbody
 from headwater.web.auth import CSRF_FIELD
 from headwater.web.errors import ApiError
 
@@ -87,13 +88,17 @@ def commit(body: Any) -> str | None:
 
 
 def json_body(request: Request) -> Any:
-    """The JSON body (whatever the content type says), None when empty; 400 when not JSON."""
-    if not request.get_data(cache=True).strip():
+    """The JSON body (whatever the content type says), None when empty; 400 when not JSON
+    or nested deeper than jsonbody.MAX_DEPTH."""
+    data = request.get_data(cache=True)
+    if not data.strip():
         return None
-    value = request.get_json(force=True, silent=True)
-    if value is None:
-        raise ApiError(400, "the body is not valid JSON")
-    return value
+    try:
+        return jsonbody.loads(data)
+    except jsonbody.TooDeep as exc:
+        raise ApiError(400, f"the body is refused: {exc}") from None
+    except ValueError:
+        raise ApiError(400, "the body is not valid JSON") from None
 
 
 # -- starting an execution -----------------------------------------------------------------

@@ -4,12 +4,12 @@ The key in the URL is the caller's proof, so the call needs no bearer token; it 
 never written to a log (lines name the flow, never the path). An unknown flow and a
 wrong key get the same 404. The body (JSON when it parses, else text, at most
 `max_webhook_bytes`), the headers and the query parameters reach the flow as
-`trigger.body`, `trigger.headers` and `trigger.parameters`.
+`trigger.body`, `trigger.headers` and `trigger.parameters`. JSON that nests deeper than
+jsonbody.MAX_DEPTH is refused (400) rather than passed on as text.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Blueprint, request
@@ -20,7 +20,7 @@ from headwater.daemon.engine.flows import FlowNotFound
 from headwater.daemon.engine.inputs import InputsRefused
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.triggers.webhook import HIDDEN_HEADERS, WebhookCall
-from headwater.web import serialize
+from headwater.web import jsonbody, serialize
 from headwater.web.errors import ApiError
 from headwater.web.seam import now, services
 
@@ -84,6 +84,8 @@ def _body() -> object:
         return None
     text = data.decode("utf-8", "replace")
     try:
-        return json.loads(text)
+        return jsonbody.loads(text)
+    except jsonbody.TooDeep as exc:
+        raise ApiError(400, f"the body is refused: {exc}") from None
     except ValueError:
         return text

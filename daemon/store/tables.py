@@ -289,7 +289,11 @@ class FlowReferenceRow(SQLModel, table=True):
 
 
 class WebhookDeliveryRow(SQLModel, table=True):
-    """Git webhook deliveries seen, so a redelivery is acknowledged and not acted on twice."""
+    """Git webhook deliveries seen, so a redelivery is acknowledged and not acted on twice.
+
+    Each delivery is remembered twice: by its provider and id (`github:<id>`) and by the
+    digest of its signed body (`body:sha256:<hex>`), so a body sent again under a new id
+    or none is known too (web/gitwebhook.py)."""
 
     __tablename__ = "webhook_deliveries"
     delivery_id: str = Field(primary_key=True)

@@ -284,9 +284,9 @@ def test_without_a_token_configured_writes_are_open(services: EngineServices) ->
 
 
 # -- git webhooks --------------------------------------------------------------------------
-def push(ref: str = "refs/heads/main") -> bytes:
+def push(ref: str = "refs/heads/main", after: str = SHA2) -> bytes:
     return json.dumps(
-        {"ref": ref, "after": SHA2, "repository": {"full_name": "acme/flows"}}
+        {"ref": ref, "after": after, "repository": {"full_name": "acme/flows"}}
     ).encode()
 
 
@@ -406,7 +406,8 @@ def test_a_redelivery_is_acted_on_once(client: FlaskClient, services: EngineServ
     assert again.json["accepted"] is False
     assert "received before" in again.json["reason"]
     assert services.sync_requests == ["webhook"]
-    hook(client, push(), github(push(), delivery="another"))
+    later = push(after="3" * 40)  # the next push: another delivery, another body
+    hook(client, later, github(later, delivery="another"))
     assert services.sync_requests == ["webhook", "webhook"]
 
 

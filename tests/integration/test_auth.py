@@ -117,8 +117,9 @@ def test_signing_in_sets_an_httponly_strict_session_cookie(browser: Browser) -> 
     assert "<button>Kill</button>" in browser.client.get("/test-page/").get_data(as_text=True)
 
 
-def test_over_https_the_cookie_is_secure(browser: Browser) -> None:
-    https = browser.app.test_client()
+def test_over_https_the_cookie_is_secure(services: EngineServices) -> None:
+    # behind an https proxy, under the name the daemon is told to answer to
+    https = browser_for(services, allowed_hosts=("status.example.com",)).app.test_client()
     page = https.get("/login", base_url="https://status.example.com").get_data(as_text=True)
     found = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert found

@@ -615,7 +615,7 @@ def test_each_attempt_is_a_stretch_of_the_timeline(client: FlaskClient, engine: 
     row = page[page.index('data-task="flaky"') :]
     row = row[: row.index("</tr>")]
     assert re.search(r'<span title="#1 FAILED [^"]*\n#2 FAILED', row)  # attempts, listed
-    bars = re.findall(r'class="bar st-failed" style="left: ([\d.]+)%; width: ([\d.]+)%"', row)
+    bars = re.findall(r'class="bar st-failed" x="([\d.]+)%" width="([\d.]+)%"', row)
     assert len(bars) == 2
     (left1, width1), (left2, _) = [(float(a), float(b)) for a, b in bars]
     assert left1 + width1 <= left2  # the second attempt starts after the first ended
