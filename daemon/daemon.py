@@ -70,6 +70,7 @@ class Daemon:
                 secrets_file=settings.secrets_file,
                 default_runner=settings.default_runner,
                 docker=settings.docker_settings(),
+                task_user=settings.task_user,
             ),
             namespace_files=self.namespace_files,
         )

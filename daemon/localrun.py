@@ -169,13 +169,17 @@ def engine_settings(data_dir: Path, environ: Mapping[str, str] = os.environ) -> 
 
 
 def with_runners(settings: EngineSettings) -> EngineSettings:
-    """`headwater up`'s runner settings (`HEADWATER_DEFAULT_RUNNER`, `HEADWATER_DOCKER_*`)."""
+    """`headwater up`'s runner settings (`HEADWATER_DEFAULT_RUNNER`, `HEADWATER_DOCKER_*`,
+    `HEADWATER_TASK_USER`)."""
     try:
         daemon = Settings()
     except ValidationError as exc:
         raise HeadwaterError(f"settings from HEADWATER_* variables: {exc}") from None
     return dataclasses.replace(
-        settings, default_runner=daemon.default_runner, docker=daemon.docker_settings()
+        settings,
+        default_runner=daemon.default_runner,
+        docker=daemon.docker_settings(),
+        task_user=daemon.task_user,
     )
 
 

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     """Open HTTP connections in all; beyond it new ones wait in the kernel's queue."""
     http_connections_per_client: int = Field(default=HTTP_CONNECTIONS_PER_CLIENT, ge=1)
     """Open HTTP connections one client address may hold; raise it behind a reverse proxy."""
+    task_user: str | None = None
+    """User that process tasks run as (recommended in production; the daemon must be root)."""
     # Containers (docs/runners.md): the Docker socket is root on its host.
     default_runner: Literal["process", "docker"] = "process"
     """Where script tasks without a taskRunner run."""

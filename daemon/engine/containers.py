@@ -30,6 +30,7 @@ from headwater.runners.docker import (
 )
 from headwater.runners.docker_settings import DockerSettings
 from headwater.runners.process import ProcessRunner
+from headwater.runners.users import TaskUser
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,10 @@ DEFAULT_RUNNERS = {"process": PROCESS, "docker": DOCKER}  # the setting's words
 
 
 def build_runners(
-    default: str, docker: DockerSettings | None, store_id: str
+    default: str, docker: DockerSettings | None, store_id: str, task_user: TaskUser | None = None
 ) -> tuple[dict[str, Runner], DockerRunner]:
-    """The runners by registry name (plus "default"), and the Docker runner itself.
+    """The runners by registry name (plus "default"), and the Docker runner itself;
+    process tasks run as `task_user` when one is given.
 
     The Docker runner connects on first use: an engine without Docker starts, and only
     its container tasks fail (saying the engine cannot be reached).
@@ -50,7 +52,7 @@ def build_runners(
         raise ValueError(f"default runner must be process or docker, not {default!r}")
     settings = dataclasses.replace(docker or DockerSettings(), owner=owner_label(store_id))
     container = DockerRunner(settings)
-    runners: dict[str, Runner] = {PROCESS: ProcessRunner(), DOCKER: container}
+    runners: dict[str, Runner] = {PROCESS: ProcessRunner(task_user=task_user), DOCKER: container}
     runners["default"] = runners[DEFAULT_RUNNERS[default]]
     return runners, container
 

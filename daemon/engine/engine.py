@@ -32,6 +32,7 @@ from headwater.daemon.engine.inputs import (
 )
 from headwater.daemon.engine.logs import LogWriter
 from headwater.daemon.engine.secrets import Masker, Secrets
+from headwater.daemon.engine.taskuser import prepare_task_user
 from headwater.daemon.engine.worker import NamespaceFiles, Worker, WorkerPool, WorkerSettings
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.expressions import has_expression
@@ -67,6 +68,8 @@ class EngineSettings:
     """Where script tasks without a taskRunner run: process or docker."""
     docker: DockerSettings | None = None
     """The Docker runner's settings (default: DOCKER_HOST or the local socket)."""
+    task_user: str | None = None
+    """The user process tasks run as (see `taskuser.py`); None: the daemon's own."""
 
 
 FlowSource = Callable[[str, str], str | None]
@@ -86,6 +89,9 @@ class Engine:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_data_dir(settings.data_dir)
+        task_user = (
+            prepare_task_user(settings.task_user, settings.data_dir) if settings.task_user else None
+        )
         self.db = make_engine(settings.db_url or sqlite_url(settings.data_dir))
         upgrade(self.db)
         self.store = Store(self.db)
@@ -102,6 +108,7 @@ class Engine:
             settings.default_runner,
             settings.docker,
             settings.db_url or str(settings.data_dir.resolve()),
+            task_user,
         )
         worker_settings = WorkerSettings(
             data_dir=settings.data_dir,
