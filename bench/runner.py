@@ -4,7 +4,9 @@ Runs `true` N times (default 200) three ways, interleaved so drift hits all alik
 bare `subprocess.run(["true"])`; the same with what every run needs anyway (pipes
 for stdout and stderr, a new session, a scrubbed environment), read to the end with
 `communicate()`; and `ProcessRunner.run`. Prints the mean and median of each and the
-runner's overhead over both.
+runner's overhead over both. Then times the runner's look for leftovers after a run
+(`Leftovers.find`, which every run does once) with 30 idle threads in the process, as
+in a daemon.
 
     python bench/runner.py [--runs 200]
 """
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headwater.runners.base import RunSpec, Stream
+from headwater.runners.leftovers import Leftovers, new_marker
 from headwater.runners.process import ProcessRunner, child_environment
 
 
@@ -61,6 +64,32 @@ def measure(runs: int, workdir: Path) -> dict[str, list[float]]:
     return times
 
 
+DAEMON_THREADS = 30  # about what `headwater up` runs: workers, HTTP, sync, scheduler …
+
+
+def print_sweep(runs: int) -> None:
+    """The median time of one look for a run's leftovers (none to find)."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=stop.wait) for _ in range(DAEMON_THREADS)]
+    for thread in threads:
+        thread.start()
+    try:
+        values = []
+        for _ in range(runs):
+            leftovers = Leftovers(new_marker(), 2**22 + 1)  # no such group
+            started = time.perf_counter()
+            leftovers.find()
+            values.append(time.perf_counter() - started)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    print(
+        f"  sweep: median {statistics.median(values) * 1e3:.3f} ms "
+        f"(look for leftovers, {DAEMON_THREADS} threads)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -73,6 +102,7 @@ def main() -> None:
             f"{name:>7}: mean {statistics.fmean(values) * 1e3:.3f} ms, "
             f"median {statistics.median(values) * 1e3:.3f} ms"
         )
+    print_sweep(args.runs * 10)
     for base in ("bare", "piped"):
         mean = statistics.fmean(times["runner"]) - statistics.fmean(times[base])
         median = statistics.median(times["runner"]) - statistics.median(times[base])
