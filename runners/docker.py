@@ -5,8 +5,10 @@ One container per run, through the Engine API (the `docker` SDK's low-level clie
 1. the image is looked up or pulled by the pull policy (ALWAYS, IF_NOT_PRESENT, NEVER);
 2. the container is created with the command, the task's variables only (never the
    worker's environment), the limits, the network mode and the volumes the deployment
-   allows, `--init` (so TERM reaches the command, which is not PID 1), and labels naming
-   the execution, task run and attempt, plus the deployment's `headwater.owner`;
+   allows (through engine volumes over directories opened here, which no container can
+   redirect: `headwater.runners.docker_volumes`), `--init` (so TERM reaches the command,
+   which is not PID 1), and labels naming the execution, task run and attempt, plus the
+   deployment's `headwater.owner`;
 3. the working directory appears in the container at the path it has on the host (so
    `WORKING_DIR` is right in both runners). By default (`files="copy"`) it is copied in
    through the API before the start, when it holds anything, and copied back after the
@@ -19,10 +21,12 @@ One container per run, through the Engine API (the `docker` SDK's low-level clie
 4. the output is attached before the start and read as it comes (the engine's stream
    splits lines and `::{...}::` markers anywhere: `LineSplitter` reassembles them);
 5. at the end the working directory is copied back (output files) and the container
-   removed, whatever happened: timeout, kill and errors included.
+   removed, then the run's engine volumes, whatever happened: timeout, kill and errors
+   included.
 
 A daemon killed meanwhile leaves its containers running; `remove_orphans` (called when
-an engine starts) removes those whose task run attempt is no longer running.
+an engine starts) removes those whose task run attempt is no longer running, and the
+engine volumes of processes that are gone.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import parse_repository_tag
 
 from headwater.runners.base import LineSink, RunResult, RunSpec, Stream
+from headwater.runners.docker_settings import ContainerRefused as ContainerRefused
 from headwater.runners.docker_settings import DockerSettings
+from headwater.runners.docker_volumes import HostVolumes, remove_leftover_volumes
 from headwater.runners.process import LineSplitter
 
 log = logging.getLogger(__name__)
@@ -63,10 +69,6 @@ LABEL_ATTEMPT = "headwater.attempt"
 
 IsLive = Callable[[Mapping[str, str]], bool]
 """Whether the attempt a container's labels name is still running (keep the container)."""
-
-
-class ContainerRefused(Exception):
-    """The run asks for something the deployment does not allow (a volume, the network)."""
 
 
 class DockerRunner:
@@ -124,22 +126,26 @@ class DockerRunner:
     ) -> RunResult:
         if cancel.is_set():
             return RunResult(exit_code=None, duration=0.0, killed=True)
-        try:
-            api = self.api()
-            config = self._config(spec)
-            container = _create(api, config, spec.container.pull_policy)
-        except (ContainerRefused, _ImageError) as exc:
-            return RunResult(exit_code=None, duration=_since(started), error=str(exc))
-        except (DockerException, requests.RequestException) as exc:
-            error = f"the Docker engine at {self.where()} failed: {_reason(exc)}"
-            return RunResult(exit_code=None, duration=_since(started), error=error)
-        watch = _Container(api, container, spec, self.settings)
-        try:
-            return watch.run(on_line, cancel, started)
-        finally:
-            watch.remove()
+        # The run's engine volumes outlive the container: removed after it, at the end.
+        with contextlib.ExitStack() as volumes_open:
+            try:
+                api = self.api()
+                labels = {**spec.labels, LABEL_OWNER: self.settings.owner}
+                volumes = volumes_open.enter_context(HostVolumes(api, self.settings, labels))
+                config = self._config(spec, volumes)
+                container = _create(api, config, spec.container.pull_policy)
+            except (ContainerRefused, _ImageError) as exc:
+                return RunResult(exit_code=None, duration=_since(started), error=str(exc))
+            except (DockerException, requests.RequestException) as exc:
+                error = f"the Docker engine at {self.where()} failed: {_reason(exc)}"
+                return RunResult(exit_code=None, duration=_since(started), error=error)
+            watch = _Container(api, container, spec, self.settings)
+            try:
+                return watch.run(on_line, cancel, started)
+            finally:
+                watch.remove()
 
-    def _config(self, spec: RunSpec) -> dict[str, Any]:
+    def _config(self, spec: RunSpec, volumes: HostVolumes) -> dict[str, Any]:
         """The arguments of `create_container`; ContainerRefused for what is not allowed."""
         options = spec.container
         image = spec.image or self.settings.images.get(spec.language or "")
@@ -147,12 +153,13 @@ class DockerRunner:
             raise ContainerRefused(f"no container image given for a {spec.language} task")
         limits = spec.limits
         swap = limits.memory_swap_bytes or limits.memory_bytes
-        binds = check_volumes(options.volumes, self.settings.allowed_volumes)
+        network_mode = self.network_mode(options.network_mode)  # refused before volumes are made
+        binds = volumes.binds(options.volumes)
         if self.settings.files == "mount":
             binds.append(f"{spec.workdir}:{spec.workdir}:rw")
         host_config = self.api().create_host_config(
             binds=binds,
-            network_mode=self.network_mode(options.network_mode),
+            network_mode=network_mode,
             mem_limit=limits.memory_bytes,
             memswap_limit=swap if limits.memory_bytes else None,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
@@ -193,10 +200,11 @@ class DockerRunner:
 
     # -- leftovers -----------------------------------------------------------------------
     def remove_orphans(self, is_live: IsLive) -> int:
-        """Remove this deployment's containers whose attempt is no longer running.
+        """Remove this deployment's containers whose attempt is no longer running, then
+        its engine volumes whose process is gone.
 
-        Returns how many were removed. Containers of other deployments on the same
-        engine (another `headwater.owner`) are never touched.
+        Returns how many containers were removed. Containers and volumes of other
+        deployments on the same engine (another `headwater.owner`) are never touched.
         """
         api = self.api()
         found = api.containers(all=True, filters={"label": f"{LABEL_OWNER}={self.settings.owner}"})
@@ -214,6 +222,9 @@ class DockerRunner:
             with contextlib.suppress(NotFound):
                 api.remove_container(container["Id"], force=True, v=True)
                 removed += 1
+        volumes = remove_leftover_volumes(api, f"{LABEL_OWNER}={self.settings.owner}")
+        if volumes:
+            log.warning("removed %d engine volume(s) left by a stopped Headwater", volumes)
         return removed
 
 
@@ -233,35 +244,6 @@ def _split_entrypoint(
     if tuple(command[:size]) == entrypoint:
         return list(entrypoint), command[size:]
     return list(entrypoint), command
-
-
-def check_volumes(volumes: Iterable[str], allowed: Iterable[Path]) -> list[str]:
-    """The binds of `volumes` (`host:container[:ro|rw]`), each under an allowed directory.
-
-    Symbolic links in the host path are resolved before the check, so a link cannot
-    lead out of an allowed directory. ContainerRefused names the volume at fault.
-    """
-    roots = [Path(os.path.realpath(root)) for root in allowed]
-    binds = []
-    for volume in volumes:
-        parts = volume.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise ContainerRefused(f"volume {volume!r}: give it as /host/path:/container/path[:ro]")
-        host, target = parts[0], parts[1]
-        mode = parts[2] if len(parts) == 3 else "rw"
-        if not host.startswith("/") or not target.startswith("/"):
-            raise ContainerRefused(f"volume {volume!r}: both paths must be absolute")
-        if mode not in ("ro", "rw"):
-            raise ContainerRefused(f"volume {volume!r}: the mode must be ro or rw, not {mode!r}")
-        real = Path(os.path.realpath(host))
-        if not any(real.is_relative_to(root) for root in roots):
-            where = ", ".join(map(str, roots)) if roots else "none"
-            raise ContainerRefused(
-                f"volume {volume!r}: {host} is not under a directory this deployment lets "
-                f"containers mount (HEADWATER_DOCKER_VOLUMES: {where})"
-            )
-        binds.append(f"{real}:{target}:{mode}")
-    return binds
 
 
 # -- the engine connection and images -------------------------------------------------

@@ -1,4 +1,5 @@
-"""What an operator decides for the Docker runner's containers (docs/runners.md).
+"""What an operator decides for the Docker runner's containers (docs/runners.md), and the
+error of a run that asks for more.
 
 Apart from `headwater.runners.docker` so that reading settings does not import the
 `docker` SDK (about 70 ms).
@@ -20,6 +21,10 @@ DEFAULT_IMAGES: Mapping[str, str] = {
 KILL_GRACE_SECONDS = 5.0
 """Seconds between TERM and KILL when a container is stopped (timeout, kill)."""
 FileHandling = Literal["copy", "mount"]
+
+
+class ContainerRefused(Exception):
+    """The run asks for something the deployment does not allow (a volume, the network)."""
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,9 @@ from headwater.daemon.flow.registry import REGISTRY
 from headwater.daemon.reconcile import DeploymentCheck
 from headwater.daemon.store.store import Store
 from headwater.runners.base import Runner
-from headwater.runners.docker import (
-    LABEL_ATTEMPT,
-    LABEL_TASK_RUN,
-    ContainerRefused,
-    DockerRunner,
-    check_volumes,
-)
-from headwater.runners.docker_settings import DockerSettings
+from headwater.runners.docker import LABEL_ATTEMPT, LABEL_TASK_RUN, DockerRunner
+from headwater.runners.docker_settings import ContainerRefused, DockerSettings
+from headwater.runners.docker_volumes import check_volumes
 from headwater.runners.process import ProcessRunner
 from headwater.runners.users import TaskUser
 
@@ -59,8 +54,9 @@ def build_runners(
 
 def deployment_check(settings: DockerSettings) -> DeploymentCheck:
     """The deploy-time check of Docker taskRunners: volumes outside the directories the
-    deployment allows, network modes it refuses. A commit with such a flow is refused;
-    values with expressions are checked when the task runs (as every value is)."""
+    deployment allows or through a symbolic link, network modes it refuses. A commit with
+    such a flow is refused; values with expressions are checked when the task runs (as
+    every value is), and every volume is checked again then (its files may have changed)."""
     runner = DockerRunner(settings)  # connects on first use only: never here
 
     def check(raw: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:

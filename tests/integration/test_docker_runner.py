@@ -7,6 +7,7 @@ of its own, so tests look only at their own containers.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -23,8 +24,9 @@ from waiting import wait_until
 
 from headwater.daemon.engine.states import State
 from headwater.runners.base import ContainerOptions, Limits, RunResult, RunSpec, Stream
-from headwater.runners.docker import LABEL_OWNER, DockerRunner, check_volumes
+from headwater.runners.docker import LABEL_OWNER, DockerRunner
 from headwater.runners.docker_settings import DockerSettings
+from headwater.runners.docker_volumes import LABEL_PID, check_volumes
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +51,10 @@ class Harness:
     def mine(self) -> list[dict[str, Any]]:
         return containers(self.api, f"{LABEL_OWNER}={self.owner}")
 
+    def my_volumes(self) -> list[str]:
+        found = self.api.volumes(filters={"label": f"{LABEL_OWNER}={self.owner}"})
+        return [volume["Name"] for volume in found.get("Volumes") or []]
+
 
 @pytest.fixture
 def harness(api: docker.APIClient, tmp_path: Path) -> Iterator[Harness]:
@@ -58,6 +64,8 @@ def harness(api: docker.APIClient, tmp_path: Path) -> Iterator[Harness]:
     yield found
     for container in found.mine():  # a failed test leaves nothing behind either
         api.remove_container(container["Id"], force=True)
+    for volume in found.my_volumes():
+        api.remove_volume(volume, force=True)
 
 
 @dataclass
@@ -249,10 +257,18 @@ def test_volumes_only_under_allowed_directories(harness: Harness, tmp_path: Path
     assert outcome.out() == ["a,b"]
     assert outcome.result.exit_code != 0  # read-only
     assert any("Read-only file system" in line for line in outcome.err())
+    assert harness.my_volumes() == []  # the run's engine volume went with its container
+
+    # Writable, and a missing directory is made (by Headwater's user, not the engine's root).
+    written = ContainerOptions(volumes=(f"{allowed}/out/day:/out",))
+    outcome = run(harness, "echo done > /out/result", runner=runner, container=written)
+    assert outcome.result.succeeded, outcome.result
+    assert (allowed / "out" / "day" / "result").read_text() == "done\n"
+    assert (allowed / "out").stat().st_uid == os.getuid()
 
     for volume, reason in [
         (f"{tmp_path}/private:/data", "is not under a directory this deployment lets"),
-        (f"{allowed}/escape:/data", "is not under a directory this deployment lets"),
+        (f"{allowed}/escape:/data", "is a symbolic link"),
         ("relative:/data", "both paths must be absolute"),
         (f"{allowed}:/data:rx", "the mode must be ro or rw"),
         ("/only-one-path", "give it as /host/path:/container/path"),
@@ -261,6 +277,7 @@ def test_volumes_only_under_allowed_directories(harness: Harness, tmp_path: Path
         assert refused.result.error is not None, volume
         assert reason in refused.result.error, (volume, refused.result.error)
     assert harness.mine() == []
+    assert harness.my_volumes() == []
 
 
 def test_no_volume_is_allowed_by_default() -> None:
@@ -399,6 +416,17 @@ def test_orphans_are_removed_and_live_attempts_and_other_owners_kept(harness: Ha
         ]
     finally:
         harness.api.remove_container(foreign, force=True)
+
+
+def test_engine_volumes_of_a_gone_process_are_removed_with_the_orphans(harness: Harness) -> None:
+    gone = str(int(Path("/proc/sys/kernel/pid_max").read_text()) + 1)  # never a live process
+    labels = {LABEL_OWNER: harness.owner}
+    for name, pid in [("gone", gone), ("live", str(os.getpid()))]:
+        harness.api.create_volume(
+            f"{harness.owner}-{name}", driver="local", labels={**labels, LABEL_PID: pid}
+        )
+    harness.runner().remove_orphans(lambda labels: False)
+    assert harness.my_volumes() == [f"{harness.owner}-live"]
 
 
 # -- script tasks in containers ----------------------------------------------------------

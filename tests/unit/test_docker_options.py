@@ -13,14 +13,9 @@ from headwater.daemon.engine.containers import deployment_check
 from headwater.daemon.engine.taskapi import TaskFailed
 from headwater.daemon.settings import Settings
 from headwater.runners.base import ContainerOptions, RunSpec
-from headwater.runners.docker import (
-    ContainerRefused,
-    DockerRunner,
-    _archive,
-    _split_entrypoint,
-    check_volumes,
-)
-from headwater.runners.docker_settings import DockerSettings
+from headwater.runners.docker import DockerRunner, _archive, _split_entrypoint
+from headwater.runners.docker_settings import ContainerRefused, DockerSettings
+from headwater.runners.docker_volumes import check_volumes
 
 pytestmark = pytest.mark.unit
 
@@ -83,15 +78,32 @@ def test_entrypoint_clears_the_images_own_or_is_not_repeated() -> None:
     assert _split_entrypoint(("/tini", "--"), command) == (["/tini", "--"], command)
 
 
-def test_volumes_resolve_links_and_keep_the_mode(tmp_path: Path) -> None:
-    (tmp_path / "data" / "set").mkdir(parents=True)
-    (tmp_path / "link").symlink_to(tmp_path / "data" / "set")
-    binds = check_volumes([f"{tmp_path}/link:/in:ro", f"{tmp_path}/data:/all"], [tmp_path / "data"])
-    assert binds == [f"{tmp_path}/data/set:/in:ro", f"{tmp_path}/data:/all:rw"]
+def test_volumes_keep_the_mode_and_refuse_links_files_and_going_up(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "set").mkdir(parents=True)
+    (data / "rows.csv").write_text("a,b\n")
+    (data / "link").symlink_to(data / "set")  # even one that stays inside
+    (tmp_path / "outer").symlink_to(data)
+    found = check_volumes([f"{data}//set/:/in:ro", f"{data}:/all", f"{data}/new:/new"], [data])
+    assert [(str(v.host), v.target, v.mode) for v in found] == [
+        (f"{data}/set", "/in", "ro"),
+        (f"{data}", "/all", "rw"),
+        (f"{data}/new", "/new", "rw"),  # missing now: a run makes it
+    ]
+    for volume, reason in [
+        (f"{data}/link:/in", rf"{data}/link is a symbolic link: a volume's path may not go"),
+        (f"{data}/link/deeper:/in", rf"{data}/link is a symbolic link"),
+        (f"{data}/rows.csv:/in", r"is not a directory: only directories can be mounted"),
+        (f"{data}/../data/set:/in", r"goes up with '..'"),
+        (f"{tmp_path}/outer/set:/in", r"is not under a directory this deployment lets"),
+        ("/etc:/etc", r"'/etc:/etc': /etc is not under"),
+    ]:
+        with pytest.raises(ContainerRefused, match=reason):
+            check_volumes([volume], [data])
     with pytest.raises(ContainerRefused, match=r"HEADWATER_DOCKER_VOLUMES: none"):
         check_volumes(["/etc:/etc"], [])
-    with pytest.raises(ContainerRefused, match=r"'/etc:/etc': /etc is not under"):
-        check_volumes(["/etc:/etc"], [tmp_path / "data"])
+    with pytest.raises(ContainerRefused, match=rf"{tmp_path}/outer is a symbolic link"):
+        check_volumes([f"{tmp_path}/outer/set:/in"], [tmp_path / "outer"])
 
 
 def test_archive_puts_the_working_directory_at_its_own_path(tmp_path: Path) -> None:
