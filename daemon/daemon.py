@@ -30,6 +30,7 @@ from headwater.daemon.engine.containers import all_of
 from headwater.daemon.engine.containers import deployment_check as container_check
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
+from headwater.daemon.engine.logs import LogLimits
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.git import Commit, Credentials, GitError, Mirror
 from headwater.daemon.reconcile import validation_pool
@@ -49,6 +50,7 @@ MAX_BACKOFF_SECONDS = 600.0  # fetch errors retry with backoff up to this
 # while a lone push still deploys at once.
 HINT_SPACING_SECONDS = 0.2
 HINT_CAUSES = ("webhook", "watch")
+MAX_HINT_BACKOFF_SECONDS = 30.0  # after failed fetches, hints wait up to this between syncs
 NAMESPACE_FILE_CACHE = 256  # (namespace, commit) listings kept in memory
 DEMO_REPOSITORY = "demo-repo"
 DAEMON_LOCK_KEY = 0x48656164  # the advisory lock a daemon holds on its PostgreSQL database
@@ -71,6 +73,7 @@ class Daemon:
                 default_runner=settings.default_runner,
                 docker=settings.docker_settings(),
                 task_user=settings.task_user,
+                log_limits=LogLimits(settings.log_max_lines, settings.log_max_bytes),
             ),
             namespace_files=self.namespace_files,
         )
@@ -180,12 +183,21 @@ class Daemon:
     def resume_execution(self, execution_id: str, inputs: Mapping[str, Any] | None = None) -> Row:
         return self.engine.control.resume(execution_id, inputs)
 
+    def open_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return self.engine.sealer.open_all(inputs)
+
     def ready(self) -> tuple[bool, str]:
         try:
             with self.store.read() as tx:
                 tx.execution("-")
         except Exception as exc:  # the store is down: not ready, and say why
             return False, f"store unreachable: {type(exc).__name__}"
+        if self.store.health.failure is not None:
+            try:  # a write failed: ready again only once one works
+                self.store.probe_write()
+            except Exception:
+                failure = self.store.health.failure
+                return False, failure.reason if failure else "the store cannot be written"
         if not self._synced_once.is_set():
             return False, "the first sync has not finished"
         return True, "ready"
@@ -259,7 +271,7 @@ class Daemon:
             timeout = None if next_poll is None else max(0.0, next_poll - time.monotonic())
             wanted = self._wanted.wait(timeout)
             if wanted and self._cause in HINT_CAUSES:
-                spacing = last_start + HINT_SPACING_SECONDS - time.monotonic()
+                spacing = last_start + _hint_spacing(failures) - time.monotonic()
                 self._stop.wait(max(0.0, spacing))
             if self._stop.is_set():
                 return
@@ -367,6 +379,15 @@ class Daemon:
             raise
         done.wait()
         self.stop()
+
+
+def _hint_spacing(failures: int) -> float:
+    """How long after the last sync began a webhook or watch hint waits: a moment, and
+    longer after each failed fetch in a row, so a broken remote (a deleted branch, a host
+    that is down) is not fetched on every hint."""
+    if not failures:
+        return HINT_SPACING_SECONDS
+    return float(min(HINT_SPACING_SECONDS * 2**failures, MAX_HINT_BACKOFF_SECONDS))
 
 
 def _settle_heap() -> None:

@@ -21,3 +21,7 @@ FLOW_ID_MAX = 100  # characters in a flow id
 NAMESPACE_MAX = 150  # characters in a namespace
 SUGGESTION_CUTOFF = 0.6  # difflib ratio above which a "did you mean" is offered
 TYPE_SUGGESTION_CUTOFF = 0.8  # type names are long and alike: only close ones are offered
+
+# -- task logs -----------------------------------------------------------------------
+LOG_MAX_LINES = 1_000_000  # log lines one attempt of a task run may store
+LOG_MAX_BYTES = 100 * 1024 * 1024  # bytes of log text one attempt of a task run may store

@@ -132,3 +132,8 @@ class Services(Protocol):
     def ready(self) -> tuple[bool, str]:
         """(ready, why): the store answers and the first sync has run."""
         ...
+
+    def open_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """An execution's inputs with sealed (encrypted) values opened: only for hiding
+        those values wherever else they appear on a page, never for showing them."""
+        ...

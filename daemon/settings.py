@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     secrets_file: Path | None = None
     """File of secrets for secret('NAME'), outside git."""
     workers: int = 4
+    log_max_lines: int = Field(default=defaults.LOG_MAX_LINES, ge=1)
+    """Log lines one attempt of a task run may store; the rest are counted, not stored."""
+    log_max_bytes: int = Field(default=defaults.LOG_MAX_BYTES, ge=1024)
+    """Bytes of log text one attempt of a task run may store (default 100 MiB)."""
     file_trigger_dirs: Annotated[list[Path], NoDecode] = []
     """Directories file triggers may read, separated by ':' like PATH; none by default."""
     allow_empty: bool = False

@@ -71,6 +71,9 @@ class EngineServices:
     def commit_info(self, sha: str) -> Commit | None:
         return self.commits.get(sha)
 
+    def open_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return self.engine.sealer.open_all(inputs)
+
     def ready(self) -> tuple[bool, str]:
         return self.readiness
 

@@ -18,6 +18,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from headwater.daemon.engine.flows import FlowNotFound
 from headwater.daemon.engine.inputs import InputsRefused
 from headwater.daemon.engine.logs import LEVELS
+from headwater.daemon.engine.sealing import is_sealed
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.store import queries
 from headwater.daemon.store.store import Row, Tx
@@ -309,8 +310,10 @@ def _secrets_masked(tx: Tx, rows: list[Row]) -> list[Row]:
             revision = tx.revision(*key)
             secret[key] = flowsource.read(revision["source"] if revision else "").secret_inputs
         inputs = row.get("inputs") or {}
-        if secret[key] & set(inputs):
-            hidden = {k: HIDDEN if k in secret[key] else v for k, v in inputs.items()}
+        if secret[key] & set(inputs) or any(is_sealed(v) for v in inputs.values()):
+            hidden = {
+                k: HIDDEN if k in secret[key] or is_sealed(v) else v for k, v in inputs.items()
+            }
             row = {**row, "inputs": hidden}
         masked.append(row)
     return masked

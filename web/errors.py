@@ -11,11 +11,14 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from headwater.daemon.store.writes import store_unavailable
 
 log = logging.getLogger(__name__)
 
 JSON_PREFIXES = ("/api/", "/healthz", "/readyz")
+RETRY_AFTER_SECONDS = "5"  # what a 503 for an unwritable store suggests
 
 
 class ApiError(Exception):
@@ -59,6 +62,12 @@ def _http_error(error: HTTPException) -> Response | HTTPException:
 def _unexpected(error: Exception) -> Response | HTTPException:
     if isinstance(error, HTTPException):  # Flask routes these to _http_error first
         return _http_error(error)
+    unavailable = store_unavailable(error)
+    if unavailable is not None:  # nothing was recorded: the caller may try again later
+        log.warning("%s %s: %s", request.method, request.path, unavailable)
+        if not _wants_json():
+            return ServiceUnavailable(unavailable)
+        return error_response(503, unavailable, {"Retry-After": RETRY_AFTER_SECONDS})
     log.exception("%s %s failed", request.method, request.path)
     if not _wants_json():
         return InternalServerError()

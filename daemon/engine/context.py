@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from headwater.daemon import expressions
+from headwater.daemon.engine.sealing import Sealer
 from headwater.daemon.engine.secrets import Masker, Secrets
 from headwater.daemon.flow.model import Flow
 
@@ -57,9 +58,14 @@ def outputs_of(runs: Sequence[Row]) -> dict[str, Any]:
 
 
 def execution_variables(
-    flow: Flow, execution: Row, runs: Sequence[Row], environ: Mapping[str, str] | None = None
+    flow: Flow,
+    execution: Row,
+    runs: Sequence[Row],
+    environ: Mapping[str, str] | None = None,
+    sealer: Sealer | None = None,
 ) -> dict[str, Any]:
-    """The names every render in this execution sees."""
+    """The names every render in this execution sees (sealed inputs opened)."""
+    inputs = execution.get("inputs") or {}
     return {
         "flow": {
             "id": flow.id,
@@ -71,7 +77,7 @@ def execution_variables(
             "startDate": iso(execution.get("start_date") or execution.get("created_at")),
             "originalId": execution.get("original_id") or execution["id"],
         },
-        "inputs": execution.get("inputs") or {},
+        "inputs": sealer.open_all(inputs) if sealer else inputs,
         "outputs": outputs_of(runs),
         "vars": flow.variables or {},
         "labels": labels_map(execution.get("labels")),
@@ -116,9 +122,12 @@ class Renderer:
         masker: Masker,
         read: Callable[[str], str] | None = None,
         now: Callable[[], datetime] | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.secrets = secrets
         self.masker = masker
+        self.sealer = sealer
+        """Opens sealed inputs for renders (None: inputs are not sealed, as in tests)."""
         self.environ = secrets.environ
         """The environment `envs` comes from: the one secrets are read from."""
         self.read = read
@@ -131,7 +140,11 @@ class Renderer:
             return value
 
         return expressions.RenderContext(
-            variables=variables, secret=secret, read=read or self.read, now=self.now
+            variables=variables,
+            secret=secret,
+            read=read or self.read,
+            now=self.now,
+            derived=self.masker.add,
         )
 
     def render(

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,12 +30,14 @@ from headwater.daemon.engine.inputs import (
     resolve_inputs,
     secret_values,
 )
-from headwater.daemon.engine.logs import LogWriter
+from headwater.daemon.engine.logs import LogLimits, LogWriter
+from headwater.daemon.engine.sealing import Sealer, load_key
 from headwater.daemon.engine.secrets import Masker, Secrets
 from headwater.daemon.engine.taskuser import prepare_task_user
 from headwater.daemon.engine.worker import NamespaceFiles, Worker, WorkerPool, WorkerSettings
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.expressions import has_expression
+from headwater.daemon.flow.inputs import SecretInput
 from headwater.daemon.flow.model import Flow
 from headwater.daemon.flow.tasks.subflow import Subflow
 from headwater.daemon.storage import LocalStorage
@@ -49,6 +51,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 4  # worker threads in one process
 EXECUTOR_POLL_SECONDS = 1.0  # the executor looks for work from other processes this often
+# On SQLite the data directory's lock makes this process the store's only writer: every
+# change is announced in-process, and the store is looked at this seldom only in case an
+# announcement was missed. An idle daemon then wakes a few times a minute, not ten times
+# a second (issue 11: an idle daemon used a third of a core).
+ALONE_POLL_SECONDS = 15.0
 LOCK_FILE = "headwater.lock"
 
 
@@ -68,6 +75,8 @@ class EngineSettings:
     """Where script tasks without a taskRunner run: process or docker."""
     docker: DockerSettings | None = None
     """The Docker runner's settings (default: DOCKER_HOST or the local socket)."""
+    log_limits: LogLimits = field(default_factory=LogLimits)
+    """How much log one attempt of a task run may store."""
     task_user: str | None = None
     """The user process tasks run as (see `taskuser.py`); None: the daemon's own."""
 
@@ -98,19 +107,23 @@ class Engine:
         self.clock = clock
         self.masker = Masker()
         self.secrets = Secrets(settings.secrets_file, environ)
-        self.renderer = Renderer(self.secrets, self.masker)
+        self.sealer = Sealer(load_key(settings.data_dir, self.secrets.environ))
+        """Seals secret input values before they are stored (`sealing.py`)."""
+        self.renderer = Renderer(self.secrets, self.masker, sealer=self.sealer)
         self.flows = FlowCache(self.store)
         self.storage = LocalStorage(settings.data_dir / "storage")
         self.flow_source: FlowSource | None = None
         self.executor = Executor(self.store, self.flows, self.renderer, clock, self._inputs)
-        self.logs = LogWriter(self.store, self.masker, clock)
+        self.logs = LogWriter(self.store, self.masker, clock, settings.log_limits)
         runners, self.docker = build_runners(
             settings.default_runner,
             settings.docker,
             settings.db_url or str(settings.data_dir.resolve()),
             task_user,
         )
+        self.poll_seconds = ALONE_POLL_SECONDS if self.store.sqlite else EXECUTOR_POLL_SECONDS
         worker_settings = WorkerSettings(
+            idle_poll_seconds=self.poll_seconds,
             data_dir=settings.data_dir,
             lease_seconds=settings.lease_seconds,
             heartbeat_seconds=settings.heartbeat_seconds,
@@ -133,6 +146,7 @@ class Engine:
             for i in range(settings.workers)
         ]
         self.pool = WorkerPool(self.workers, settings.heartbeat_seconds)
+        self.executor.holds = self.pool.holds
         self.control = Control(self.executor, self.pool.cancel_execution)
         """Kill, restart, replay and resume, with the checks people's requests need."""
         self._stop = threading.Event()
@@ -184,8 +198,13 @@ class Engine:
             return self.storage.put(key, upload.data)
 
         resolved = resolve_inputs(flow.inputs, given, store_file=store_file)
+        secret_ids = {i.id for i in flow.inputs or () if isinstance(i, SecretInput)}
         self.masker.add(secret_values(flow.inputs, resolved))
-        return resolved
+
+        def secret(name: str, value: str) -> bool:  # declared SECRET, or holds a secret
+            return name in secret_ids or self.masker.mask(value) != value
+
+        return self.sealer.seal_inputs(resolved, secret)
 
     def start_execution(self, request: ExecutionRequest) -> Row:
         """Create an execution; InputsRefused (nothing created) when its inputs are wrong."""
@@ -254,7 +273,7 @@ class Engine:
             except Exception:
                 log.exception("executor tick failed; trying again")
                 wake = None
-            timeout = EXECUTOR_POLL_SECONDS
+            timeout = self.poll_seconds
             if wake is not None:
                 timeout = max(0.0, min(timeout, wake - self.clock()))
             seen = self.executor.timers.wait(timeout, seen)

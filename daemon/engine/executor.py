@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.exc import IntegrityError
 
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Clock = Callable[[], float]
+MASKED_COLUMNS = ("outputs", "error", "labels")
+"""Columns of task runs and executions that renders fill, masked before they are written.
+(A task run's `value`, a loop's item, is kept: the loop's tasks read it back.)"""
 RETRY_LABEL = "system_retryAttempt"
 """Which attempt of a flow-level retry an execution is (1 for the first)."""
 
@@ -121,6 +124,9 @@ class Executor:
         """Called inside the transaction that ends an execution; each returns the executions
         that ended because of what it wrote. Flow triggers fire here, so a fire commits
         with the end that caused it (once, even if the process dies right after)."""
+        self.holds: Callable[[Row], bool] = _held_by_nobody
+        """Whether a live worker of this process runs a task run: its expired lease is
+        not taken away (the engine points this at its worker pool)."""
 
     # -- creating ------------------------------------------------------------------------
     def create_execution(self, request: ExecutionRequest) -> Row:
@@ -237,11 +243,13 @@ class Executor:
         return result
 
     def _apply(self, tx: Tx, execution: Row, plan: Plan) -> list[Row]:
-        new_runs = [{k: v for k, v in run.items() if k != "_new"} for run in plan.new_runs]
+        new_runs = [
+            self._masked({k: v for k, v in run.items() if k != "_new"}) for run in plan.new_runs
+        ]
         tx.insert_task_runs(new_runs)
         for run_id, values in plan.updates.items():
-            tx.update_task_run(run_id, values)
-        update = dict(plan.execution)
+            tx.update_task_run(run_id, self._masked(values))
+        update = self._masked(dict(plan.execution))
         if execution.get("dirty"):
             update["dirty"] = False
         if update.get("state", execution["state"]) != execution["state"]:
@@ -271,6 +279,18 @@ class Executor:
         if "wake_at" in changed or plan.kill_executions:
             tx.committed.append(self.timers.notify)
         return ended
+
+    def _mask(self, value: Any) -> Any:
+        return self.renderer.masker.mask_value(value)
+
+    def _masked(self, values: Row) -> Row:
+        """`values` with secrets masked in the columns a render or a task may fill: what
+        the executor writes never holds a secret in clear."""
+        mask = self._mask
+        for column in MASKED_COLUMNS:
+            if values.get(column) is not None:
+                values[column] = mask(values[column])
+        return values
 
     def _start_child(self, tx: Tx, parent: Row, child: Row) -> list[Row]:
         request = ExecutionRequest(
@@ -367,10 +387,14 @@ class Executor:
         def finish(tx: Tx) -> list[Row] | None:
             if not tx.finish_attempt(run["id"], run["attempt"], owner, values):
                 return None
+            if values["state"] == State.RETRYING.value:
+                # Workers wait for the earliest claimable time they know of: tell them
+                # of this one, due after its retry delay.
+                tx.committed.append(functools.partial(self.work.notify, 1))
             if result.labels:
                 current = tx.execution(execution["id"], lock=True) or execution
                 merged = {i["key"]: i["value"] for i in current.get("labels") or []}
-                merged.update(result.labels)
+                merged.update(cast(dict[str, str], self._mask(result.labels)))
                 tx.update_execution(
                     execution["id"], {"labels": [{"key": k, "value": v} for k, v in merged.items()]}
                 )
@@ -385,19 +409,19 @@ class Executor:
 
     def _attempt_outcome(self, run: Row, execution: Row, result: TaskResult, now: float) -> Row:
         state = result.state
+        mask = self.renderer.masker.mask_value
         attempt = {
             "number": run["attempt"],
             "state": state.value,
             "startDate": (run.get("attempt_start") or run.get("start_date") or now),
             "endDate": now,
-            "error": result.error,
+            "error": mask(result.error) if result.error else None,
         }
         attempts = [*(run.get("attempts") or []), attempt]
-        mask = self.renderer.masker.mask_value
         values: Row = {
             "attempts": attempts,
             "outputs": mask(plain(result.outputs)) if result.outputs else None,
-            "metrics": plain(result.metrics) or None,
+            "metrics": mask(plain(result.metrics)) or None,
             "error": mask(result.error) if result.error else None,
             "lease_owner": None,
             "lease_expires": None,
@@ -433,7 +457,8 @@ class Executor:
         """Act on what time changed: lost leases, then due and changed executions."""
         now = self.clock()
         for run in self.store.expired_leases(now):
-            self._lease_lost(run)
+            if not self.holds(run):
+                self._lease_lost(run)
         for execution_id in self.store.executions_to_advance(now):
             ended = self.store.retrying(functools.partial(self._advance_in, execution_id))
             self._after_commit(ended)
@@ -543,3 +568,7 @@ def _end_leftover(pgid: int) -> None:
     except ImportError:  # pragma: no cover - the process runner is part of the install
         return
     kill_process_group(pgid)
+
+
+def _held_by_nobody(_run: Row) -> bool:
+    return False

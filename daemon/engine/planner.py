@@ -112,7 +112,7 @@ class Planner:
     def base(self) -> dict[str, Any]:
         if self._base is None:
             self._base = execution_variables(
-                self.flow, self.execution, self.runs, self.renderer.environ
+                self.flow, self.execution, self.runs, self.renderer.environ, self.renderer.sealer
             )
         return self._base
 

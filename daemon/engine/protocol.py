@@ -28,6 +28,7 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 METRIC_TYPES = ("counter", "timer")
 KEYS = ("outputs", "metrics", "logs")
 EXCERPT_CHARS = 120  # how much of an unreadable line a warning quotes
+MAX_OUTPUT_DEPTH = 64  # outputs nested deeper fail the task: they would be stored, rendered, shown
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Message:
     logs: list[tuple[str, str]] = field(default_factory=list)
     """(level, message) pairs, levels already one of LOG_LEVELS."""
     problems: list[str] = field(default_factory=list)
+    fatal: str | None = None
+    """Why the task must fail (outputs it cannot keep), or None."""
 
 
 def log_level(name: object) -> str | None:
@@ -64,7 +67,9 @@ def parse_line(line: str) -> Message | None:
     text = line.strip()[2:-2]
     try:
         data = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        return Message(fatal=_too_deep("vars"))
+    except ValueError as exc:
         return Message(problems=[f"not valid JSON ({_reason(exc)}): {_excerpt(text)}"])
     if not isinstance(data, dict):  # pragma: no cover - the braces make it an object
         return Message(problems=[f"not a JSON object: {_excerpt(text)}"])
@@ -87,6 +92,10 @@ def _read(data: dict[str, Any]) -> Message:
 
 def _read_outputs(value: Any, message: Message) -> None:
     if isinstance(value, dict):
+        for name, item in value.items():
+            if nesting_exceeds(item, MAX_OUTPUT_DEPTH):
+                message.fatal = _too_deep(f"vars.{name}")
+                return
         message.outputs.update(value)
     else:
         message.problems.append(f"'outputs' must be a JSON object, got {_kind(value)}")
@@ -135,6 +144,23 @@ def _read_log(item: dict[str, Any], message: Message) -> str | None:
         return "a log needs a 'message'"
     message.logs.append((level, text if isinstance(text, str) else json.dumps(text)))
     return None
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels in `value` (no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep(where: str) -> str:
+    return f"outputs nested too deep: more than {MAX_OUTPUT_DEPTH} levels (at {where})"
 
 
 def _tags(tags: dict[str, Any]) -> dict[str, str]:

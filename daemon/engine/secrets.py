@@ -14,6 +14,7 @@ import json
 import os
 import re
 import threading
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -79,8 +80,34 @@ def _read_secrets_file(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def disguises(value: str) -> set[str]:
+    """`value` and the forms it commonly takes when a task or template transforms it.
+
+    A flow author may print a secret upper-cased, reversed, base64-encoded, URL-encoded
+    or inside a JSON string without meaning to reveal it; each of those forms is masked
+    too (issue 11). Transformations inside expressions are followed exactly instead (a
+    value computed from a secret is a secret: `expressions.Tainted`).
+    """
+    raw = value.encode()
+    forms = {
+        value,
+        value.upper(),
+        value.lower(),
+        value[::-1],
+        base64.b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
+    return {form for form in forms if len(form) >= MIN_MASKED_LENGTH}
+
+
 class Masker:
-    """Replaces known secret values (and their base64 forms) in text with ******."""
+    """Replaces known secret values (and their disguises) in text with ******."""
 
     def __init__(self) -> None:
         self._values: set[str] = set()
@@ -88,11 +115,10 @@ class Masker:
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
-        new = set()
+        new: set[str] = set()
         for value in values:
             if len(value) >= MIN_MASKED_LENGTH:
-                new.add(value)
-                new.add(base64.b64encode(value.encode()).decode())
+                new |= disguises(value)
         with self._lock:
             if not new <= self._values:
                 self._values |= new
@@ -104,7 +130,7 @@ class Masker:
         return pattern.sub(MASK, text) if pattern is not None and text else text
 
     def mask_value(self, value: object) -> object:
-        """Mask every string inside a JSON-like value."""
+        """Mask every string inside a JSON-like value, map keys included."""
         if self._pattern is None:
             return value
         if isinstance(value, str):
@@ -112,5 +138,5 @@ class Masker:
         if isinstance(value, list):
             return [self.mask_value(v) for v in value]
         if isinstance(value, dict):
-            return {k: self.mask_value(v) for k, v in value.items()}
+            return {self.mask(str(k)): self.mask_value(v) for k, v in value.items()}
         return value

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from headwater.daemon import expressions
 from headwater.daemon.engine import tasks as _tasks  # noqa: F401  (registers implementations)
 from headwater.daemon.engine.context import Renderer, execution_variables, run_variables, text_of
@@ -41,6 +43,7 @@ from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.base import Task
 from headwater.daemon.flow.tasks.workingdirectory import WorkingDirectory
 from headwater.daemon.store.store import Row, Store
+from headwater.daemon.store.writes import store_unavailable
 from headwater.runners.base import LineSink, Runner, RunResult, RunSpec
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,9 @@ HEARTBEAT_SECONDS = 3.0
 IDLE_POLL_SECONDS = 1.0  # a worker with nothing to do looks again this often (other processes)
 SHUTDOWN_GRACE_SECONDS = 30.0  # on SIGTERM, running task runs get this long to finish
 SHUTDOWN_RELEASE_SECONDS = 10.0  # then this long to stop and be handed back
+RECORD_RETRY_SECONDS = 0.5  # an attempt's end the store refused is tried again after this
+RECORD_RETRY_MAX_SECONDS = 5.0  # ... growing to at most this
+UNRECORDABLE = "internal error: the task's result could not be recorded"
 
 
 @dataclass
@@ -250,6 +256,8 @@ class Worker:
         self.name = name or f"worker-{uuid.uuid4().hex[:8]}"
         self.running: dict[str, Running] = {}
         self._executions: dict[str, Row] = {}
+        self.stopping = threading.Event()
+        """Set when the worker is to stop (its pool's stop event once it serves)."""
 
     # -- one step ----------------------------------------------------------------------
     def run_once(self) -> bool:
@@ -263,20 +271,56 @@ class Worker:
         run["attempt_start"] = self.clock()
         running = Running(run)
         self.running[run["id"]] = running
+        key = (run["id"], run["attempt"])
+        self.logs.open(run["execution_id"], key, running.cancel)
         try:
             execution = self._execution(run["execution_id"])
             result = self._execute(run, execution, running.cancel)
-            self.logs.flush()
-            if running.release:
-                self.store.release_task_run(run["id"], run["attempt"], self.name)
-            else:
-                self.executor.finish_attempt(run, execution, self.name, result)
+            self.logs.close(key)
+            self._record(run, execution, running, result)
         finally:
+            self.logs.close(key)
             self.running.pop(run["id"], None)
             # A fresh working directory served one attempt: its output files are kept
             # in internal storage by now. (A WorkingDirectory's shared one stays.)
             shutil.rmtree(self._fresh_directory(run), ignore_errors=True)
         return True
+
+    def _record(self, run: Row, execution: Row, running: Running, result: TaskResult) -> None:
+        """Store the attempt's logs and result; while the store cannot be written, wait.
+
+        The task's outcome is decided by the task: a store that is locked by another
+        program or out of disk for a while delays the record, it does not fail the task
+        (the run stays ours, so its lease is not taken from it meanwhile). A result the
+        store cannot take at all (a bug, a value it cannot encode) fails the attempt now,
+        rather than when its lease runs out.
+        """
+        failures = 0
+        while True:
+            try:
+                self.logs.flush()
+                if running.release:
+                    self.store.release_task_run(run["id"], run["attempt"], self.name)
+                else:
+                    self.executor.finish_attempt(run, execution, self.name, result)
+                return
+            except OperationalError as error:
+                reason = store_unavailable(error)
+                if reason is None or self.stopping.is_set():
+                    raise
+                failures += 1
+                if failures == 1:
+                    log.warning(
+                        "cannot record the end of a task run (%s); trying again",
+                        reason,
+                        extra={"task_run": run["id"]},
+                    )
+                self.stopping.wait(min(RECORD_RETRY_SECONDS * failures, RECORD_RETRY_MAX_SECONDS))
+            except Exception as exc:
+                if result.error is not None and result.error.startswith(UNRECORDABLE):
+                    raise  # even the failure could not be recorded: the lease decides
+                log.exception("cannot record a task run's result", extra={"task_run": run["id"]})
+                result = TaskResult(State.FAILED, error=f"{UNRECORDABLE}: {type(exc).__name__}")
 
     def _fresh_directory(self, run: Row) -> Path:
         return self.settings.data_dir / WORKDIRS / f"{run['id']}-{run['attempt']}"
@@ -300,7 +344,10 @@ class Worker:
         flow = self.flows.get(
             execution["namespace"], execution["flow_id"], execution["flow_revision"]
         )
-        self.renderer.masker.add(secret_values(flow.inputs, execution.get("inputs") or {}))
+        inputs = execution.get("inputs") or {}
+        if self.renderer.sealer is not None:
+            inputs = self.renderer.sealer.open_all(inputs)
+        self.renderer.masker.add(secret_values(flow.inputs, inputs))
 
     def _execute(self, run: Row, execution: Row, cancel: threading.Event) -> TaskResult:
         try:
@@ -361,7 +408,7 @@ class Worker:
         while parent_id is not None and parent_id in by_id:
             parents.append(by_id[parent_id])
             parent_id = by_id[parent_id]["parent_id"]
-        base = execution_variables(flow, fresh, runs, self.renderer.environ)
+        base = execution_variables(flow, fresh, runs, self.renderer.environ, self.renderer.sealer)
         return run_variables(base, run, task.type, parents)
 
     def record_pgid(self, run: Row, pgid: int) -> None:
@@ -461,6 +508,7 @@ class Worker:
     # -- serving -------------------------------------------------------------------------
     def serve(self, stop: threading.Event) -> None:
         """Run task runs until `stop` is set; between them wait for work, not spin."""
+        self.stopping = stop
         seen = self.executor.work.generation
         while not stop.is_set():
             try:
@@ -516,9 +564,25 @@ class WorkerPool:
             except Exception:
                 log.exception("lease renewal failed", extra={"worker": worker.name})
                 continue
+            for run_id in lost:
+                if run_id in running:  # someone else's now: not one more line from us
+                    worker.logs.close((run_id, running[run_id].run["attempt"]))
             for run_id in lost | killed:
                 if run_id in running:
                     running[run_id].cancel.set()
+
+    def holds(self, run: Row) -> bool:
+        """Whether a worker of this pool is running `run` (its lease is as good as renewed).
+
+        The executor asks before it takes an expired lease away: a worker of this process
+        that is alive decides its task's end, even when the store kept its heartbeat from
+        renewing the lease for a while.
+        """
+        for worker in self.workers:
+            if worker.name == run.get("lease_owner"):
+                running = worker.running.get(run["id"])
+                return running is not None and running.run["attempt"] == run["attempt"]
+        return False
 
     def cancel_execution(self, execution_id: str) -> None:
         """In-process shortcut for a kill: stop its running task runs now."""

@@ -45,3 +45,6 @@ class RenderContext:
     now: Callable[[], datetime] = utc_now
     limits: Limits = field(default_factory=Limits)
     strict: bool = True
+    derived: Callable[[list[str]], None] | None = None
+    """Told of texts computed from a secret (by a filter, function or operator), so the
+    caller masks them like the secret itself."""

@@ -41,7 +41,18 @@ from .nodes import (
 )
 from .operators import BINARY, negate, positive
 from .runtime import Runtime
-from .values import MISSING, Undefined, equal, is_list, is_number, to_text, truthy, type_name
+from .values import (
+    MISSING,
+    Undefined,
+    carries_taint,
+    equal,
+    is_list,
+    is_number,
+    taint,
+    to_text,
+    truthy,
+    type_name,
+)
 
 CHECK_EVERY = 256  # steps between two looks at the clock
 MAX_LISTED_KEYS = 20  # keys named in an "is undefined" message
@@ -398,7 +409,19 @@ def _call(ev: Evaluation, node: Call) -> Any:
     args = [ev.value(arg) for arg in node.args]
     kwargs = {name: ev.value(arg) for name, arg in node.kwargs.items()}
     runtime: Runtime = ev  # what a function may see of the render
-    return node.function(runtime, *args, **kwargs)
+    result = node.function(runtime, *args, **kwargs)
+    return _tainted_if(ev, result, args, kwargs.values())
+
+
+def _tainted_if(ev: Evaluation, result: Any, *inputs: Any) -> Any:
+    """`result`, tainted when any input was computed from a secret (the caller is told)."""
+    if not any(carries_taint(value) for group in inputs for value in group):
+        return result
+    found: list[str] = []
+    result = taint(result, found)
+    if found and ev.context.derived is not None:
+        ev.context.derived(found)
+    return result
 
 
 def _filter(ev: Evaluation, node: Filter) -> Any:
@@ -409,7 +432,7 @@ def _filter(ev: Evaluation, node: Filter) -> Any:
     kwargs = {name: ev.value(arg) for name, arg in node.kwargs.items()}
     runtime: Runtime = ev  # what a filter may see of the render
     try:
-        return node.function(runtime, value, *args, **kwargs)
+        result = node.function(runtime, value, *args, **kwargs)
     except BudgetExceeded:
         raise
     except ExpressionError as exc:
@@ -417,6 +440,7 @@ def _filter(ev: Evaluation, node: Filter) -> Any:
     except (ArithmeticError, TypeError, ValueError) as exc:
         reason = f"cannot handle {type_name(value)} ({type(exc).__name__})"
         raise ExpressionError(f"filter '{node.name}': {reason}") from None
+    return _tainted_if(ev, result, (value,), args, kwargs.values())
 
 
 def _test(ev: Evaluation, node: Test) -> bool:
@@ -434,7 +458,8 @@ def _unary(ev: Evaluation, node: Unary) -> Any:
 
 
 def _binary(ev: Evaluation, node: Binary) -> Any:
-    return BINARY[node.op](ev, ev.value(node.left), ev.value(node.right))
+    left, right = ev.value(node.left), ev.value(node.right)
+    return _tainted_if(ev, BINARY[node.op](ev, left, right), (left, right))
 
 
 def _logical(ev: Evaluation, node: Logical) -> Any:

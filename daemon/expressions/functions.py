@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import HeadwaterError
 from .errors import ExpressionError
 from .runtime import Runtime
-from .values import as_aware, is_list, is_number, ordered, type_name
+from .values import Tainted, as_aware, is_list, is_number, ordered, type_name
 
 
 def _name(value: Any, what: str) -> str:
@@ -53,7 +53,7 @@ def secret(rt: Runtime, name: Any) -> str:
         raise ExpressionError(f"secret '{key}' is not defined")
     if not isinstance(value, str):
         raise ExpressionError(f"secret '{key}' is not text")
-    return value
+    return Tainted(value)
 
 
 def read(rt: Runtime, path: Any) -> str:

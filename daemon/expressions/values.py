@@ -9,6 +9,7 @@ value that remembers why it is missing, so the error can say so.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -20,6 +21,43 @@ from .errors import ExpressionError, UndefinedError
 INT_MAX = 2**63 - 1  # integers stay within Java's long, as in Pebble; beyond is an error
 MISSING: Any = object()  # "no such key" in dict.get, never a template value
 FALSY_TEXT = frozenset({"", "false", "0", "-0"})  # Kestra's If task reads these as false
+
+
+class Tainted(str):
+    """Text that is, or was computed from, a secret (`secret('NAME')`).
+
+    Filters, functions and operators given tainted input give tainted results, which the
+    caller's `RenderContext.derived` learns of, so a secret upper-cased, reversed, split
+    and joined again is masked like the secret itself (issue 11).
+    """
+
+    __slots__ = ()
+
+
+TAINT_DEPTH = 3  # levels of lists and maps looked into for tainted text
+TAINT_SCAN_ITEMS = 256  # items of one list or map looked at (big data is not a secret's)
+
+
+def carries_taint(value: Any, depth: int = TAINT_DEPTH) -> bool:
+    """Whether `value` is tainted text or holds some (a few levels deep, first items)."""
+    if isinstance(value, Tainted):
+        return True
+    if not depth or not isinstance(value, list | tuple | dict):
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return any(carries_taint(item, depth - 1) for item in itertools.islice(items, TAINT_SCAN_ITEMS))
+
+
+def taint(value: Any, found: list[str], depth: int = TAINT_DEPTH) -> Any:
+    """`value` with its text tainted (a few levels deep); the texts are added to `found`."""
+    if isinstance(value, str):
+        found.append(value)
+        return value if isinstance(value, Tainted) else Tainted(value)
+    if depth and isinstance(value, list):
+        return [taint(item, found, depth - 1) for item in value]
+    if depth and isinstance(value, dict):
+        return {key: taint(item, found, depth - 1) for key, item in value.items()}
+    return value
 
 
 class Undefined:

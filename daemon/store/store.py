@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -46,6 +46,7 @@ from headwater.daemon.store.tables import (
     TriggerStateRow,
     WebhookDeliveryRow,
 )
+from headwater.daemon.store.writes import WriteGate, WriteHealth
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -674,12 +675,24 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sqlite = is_sqlite(engine)
+        self.health = WriteHealth()
+        """Whether the last write failed, and why (readiness, 503 answers)."""
+        self._gate = WriteGate() if self.sqlite else None
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
-        with write_transaction(self.engine) as connection:
-            tx = Tx(connection)
-            yield tx
+    def write(self, bulk: bool = False) -> Iterator[Tx]:
+        """A write transaction. `bulk` writes (log lines) go after every waiting ordinary
+        write, so a lease renewal never waits behind them (`writes.WriteGate`)."""
+        with self._gate.hold(bulk) if self._gate is not None else nullcontext():
+            try:
+                with write_transaction(self.engine) as connection:
+                    tx = Tx(connection)
+                    yield tx
+            except OperationalError as error:
+                if not _lost_a_deadlock(error):
+                    self.health.failed(error)
+                raise
+            self.health.succeeded()
         for hook in tx.committed:
             hook()
 
@@ -864,8 +877,17 @@ class Store:
 
     def append_logs(self, rows: Sequence[Row]) -> None:
         if rows:
-            with self.write() as tx:
+            with self.write(bulk=True) as tx:
                 tx.insert_logs(rows)
+
+    def probe_write(self) -> None:
+        """Write nothing of consequence, to learn whether writing works again (readiness).
+
+        A row is rewritten rather than an empty transaction committed: on a full disk an
+        empty transaction still commits, and the probe would lie.
+        """
+        with self.write() as tx:
+            tx.connection.execute(update(SYNC_STATE).values(id=SYNC_STATE.c.id))
 
 
 def _deployed_holding(fragment: str, *columns: Any) -> Select[Any]:

@@ -15,6 +15,7 @@ from flask import Response, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from headwater.daemon.engine.logs import LEVELS
+from headwater.daemon.engine.sealing import is_sealed
 from headwater.daemon.engine.states import State
 from headwater.daemon.errors import ExecutionNotFound, ExecutionStateConflict, HeadwaterError
 from headwater.daemon.storage import URI_PREFIX, StorageError, key_of
@@ -134,9 +135,13 @@ def _execution_page(
     view = flowsource.read(revision["source"] if revision else "")
     given = row.get("inputs") or {}
     # Webhook keys, and the values of SECRET inputs wherever else they appear.
-    hidden = [*view.hidden, *(str(given[k]) for k in view.secret_inputs if given.get(k))]
+    opened = services().open_inputs(given)
+    secret = [k for k, v in given.items() if k in view.secret_inputs or is_sealed(v)]
+    hidden = [*view.hidden, *(str(opened[k]) for k in secret if opened.get(k))]
     inputs = {
-        k: display.HIDDEN if k in view.secret_inputs else display.redact_value(v, hidden)
+        k: display.HIDDEN
+        if k in view.secret_inputs or is_sealed(v)
+        else display.redact_value(v, hidden)
         for k, v in given.items()
     }
     states = {run["task_id"]: run["state"] for run in runs}

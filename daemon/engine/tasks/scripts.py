@@ -96,6 +96,9 @@ def run_script(ctx: TaskContext, language: Language) -> TaskResult:
     result = ctx.runner.run(plan.spec(), console.on_line, ctx.cancel)
     if result.leftovers:
         ctx.log("WARN", leftovers_message(result.leftovers))
+    if console.fatal is not None:
+        ctx.cancel.clear()  # it was set to stop the command, not by a kill
+        return TaskResult(State.FAILED, {"exitCode": result.exit_code}, error=console.fatal)
     failure = failure_of(result, console.last_stderr, plan.timeout)
     files: dict[str, str] = {}
     if result.error is None and not result.killed:
@@ -368,6 +371,8 @@ class Console:
         self.metrics: list[dict[str, Any]] = []
         self.stderr_lines = 0
         self.last_stderr: str | None = None
+        self.fatal: str | None = None
+        """Why the task fails whatever its exit code (a protocol line it cannot keep)."""
         self._lock = threading.Lock()
 
     def on_line(self, stream: Stream, line: str) -> None:
@@ -389,6 +394,11 @@ class Console:
             self.ctx.log("INFO", line)
 
     def _message(self, message: protocol.Message) -> None:
+        if message.fatal is not None:
+            if self.fatal is None:
+                self.fatal = message.fatal
+                self.ctx.cancel.set()  # stop the command now: the task has failed
+            return
         self.vars.update(message.outputs)
         self.metrics.extend(message.metrics)
         for level, text in message.logs:
