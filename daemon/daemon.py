@@ -192,12 +192,11 @@ class Daemon:
                 tx.execution("-")
         except Exception as exc:  # the store is down: not ready, and say why
             return False, f"store unreachable: {type(exc).__name__}"
-        if self.store.health.failure is not None:
-            try:  # a write failed: ready again only once one works
-                self.store.probe_write()
-            except Exception:
-                failure = self.store.health.failure
-                return False, failure.reason if failure else "the store cannot be written"
+        try:  # a daemon that cannot record what it is asked to do is not ready
+            self.store.probe_write()
+        except Exception:
+            failure = self.store.health.failure
+            return False, failure.reason if failure else "the store cannot be written"
         if not self._synced_once.is_set():
             return False, "the first sync has not finished"
         return True, "ready"

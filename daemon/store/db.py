@@ -66,13 +66,28 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: on SQLite it takes the write lock first."""
+def write_transaction(engine: Engine, busy_timeout: float | None = None) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it takes the write lock first, waiting for
+    it `busy_timeout` seconds when given (else SQLITE_BUSY_TIMEOUT_MS)."""
     with engine.connect() as connection:
-        if is_sqlite(engine):
-            connection.info["immediate"] = True
-        with connection.begin():
-            yield connection
+        sqlite = is_sqlite(engine)
+        if sqlite and busy_timeout is not None:
+            _busy_timeout(connection, int(busy_timeout * 1000))
+        try:
+            if sqlite:
+                connection.info["immediate"] = True
+            with connection.begin():
+                yield connection
+        finally:
+            if sqlite and busy_timeout is not None:
+                _busy_timeout(connection, SQLITE_BUSY_TIMEOUT_MS)
+
+
+def _busy_timeout(connection: Connection, milliseconds: int) -> None:
+    # Through the driver: a statement through SQLAlchemy would begin a transaction.
+    connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+        f"PRAGMA busy_timeout={milliseconds}"
+    )
 
 
 @contextmanager

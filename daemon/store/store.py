@@ -65,6 +65,7 @@ PICKUPS = FilePickupRow.__table__  # type: ignore[attr-defined]
 TRIGGER_STATES = TriggerStateRow.__table__  # type: ignore[attr-defined]
 
 CLAIMABLE = ("CREATED", "RETRYING")
+PROBE_TIMEOUT_SECONDS = 2.0  # a readiness probe waits this long for the write lock
 DEADLOCK_ATTEMPTS = 5  # a transaction PostgreSQL ended to break a deadlock runs again
 RETRIED_SQLSTATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 JSON_COLUMNS = frozenset(c.name for c in EXECUTIONS.c if isinstance(c.type, JSON))
@@ -680,12 +681,13 @@ class Store:
         self._gate = WriteGate() if self.sqlite else None
 
     @contextmanager
-    def write(self, bulk: bool = False) -> Iterator[Tx]:
+    def write(self, bulk: bool = False, busy_timeout: float | None = None) -> Iterator[Tx]:
         """A write transaction. `bulk` writes (log lines) go after every waiting ordinary
-        write, so a lease renewal never waits behind them (`writes.WriteGate`)."""
+        write, so a lease renewal never waits behind them (`writes.WriteGate`). On SQLite,
+        `busy_timeout` shortens the wait for another program's write lock."""
         with self._gate.hold(bulk) if self._gate is not None else nullcontext():
             try:
-                with write_transaction(self.engine) as connection:
+                with write_transaction(self.engine, busy_timeout) as connection:
                     tx = Tx(connection)
                     yield tx
             except OperationalError as error:
@@ -880,13 +882,20 @@ class Store:
             with self.write(bulk=True) as tx:
                 tx.insert_logs(rows)
 
-    def probe_write(self) -> None:
-        """Write nothing of consequence, to learn whether writing works again (readiness).
+    def probe_write(self, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
+        """Write nothing of consequence, to learn whether writing works (readiness);
+        raises OperationalError when it does not, within about `timeout` seconds.
 
-        A row is rewritten rather than an empty transaction committed: on a full disk an
-        empty transaction still commits, and the probe would lie.
+        On SQLite a row is rewritten rather than an empty transaction committed (on a full
+        disk an empty transaction still commits, and the probe would lie), waiting at most
+        `timeout` for the write lock. On PostgreSQL a transaction id is taken, which a
+        read-only server refuses, without locking any row a deploy may hold.
         """
-        with self.write() as tx:
+        if not self.sqlite:
+            with self.write() as tx:
+                tx.connection.exec_driver_sql("SELECT pg_current_xact_id()")
+            return
+        with self.write(busy_timeout=timeout) as tx:
             tx.connection.execute(update(SYNC_STATE).values(id=SYNC_STATE.c.id))
 
 
