@@ -8,6 +8,9 @@ interleaved so drift hits all alike, after one warm-up round:
 - runner:    `DockerRunner.run` alone, 20 times (no engine, no store);
 - copyback:  the same with `keep_files=True`: the working directory is copied back
              after each run, as for a task with `outputFiles`;
+- volume:    `DockerRunner.run` with one read-only volume of an allowed directory (opened
+             without following links, mounted through an engine volume of the run's own:
+             docs/runners.md, "Volumes");
 - headwater: one execution of a flow of 20 sequential `scripts.shell.Commands` tasks
              with the Docker taskRunner, through an embedded engine (`headwater run`'s
              setup: SQLite, 4 workers), from the request to the end of the execution;
@@ -37,7 +40,7 @@ import docker
 from headwater.daemon.engine.engine import Engine, EngineSettings
 from headwater.daemon.engine.executor import ExecutionRequest
 from headwater.daemon.engine.flows import parse_flow
-from headwater.runners.base import RunSpec, Stream
+from headwater.runners.base import ContainerOptions, RunSpec, Stream
 from headwater.runners.docker import DockerRunner
 from headwater.runners.docker_settings import DockerSettings, FileHandling
 
@@ -92,7 +95,9 @@ def sdk_round(client: docker.DockerClient) -> float:
     return time.perf_counter() - started
 
 
-def runner_round(runner: DockerRunner, workdir: Path, keep_files: bool) -> float:
+def runner_round(
+    runner: DockerRunner, workdir: Path, keep_files: bool, volumes: tuple[str, ...] = ()
+) -> float:
     lines: list[str] = []
 
     def keep(_stream: Stream, line: str) -> None:
@@ -100,7 +105,8 @@ def runner_round(runner: DockerRunner, workdir: Path, keep_files: bool) -> float
 
     started = time.perf_counter()
     for _ in range(TASKS):
-        spec = RunSpec(COMMAND, workdir, image=IMAGE, keep_files=keep_files)
+        options = ContainerOptions(volumes=volumes)
+        spec = RunSpec(COMMAND, workdir, image=IMAGE, keep_files=keep_files, container=options)
         result = runner.run(spec, keep, threading.Event())
         assert result.succeeded, result
     assert lines == ["hello"] * TASKS, lines
@@ -122,12 +128,16 @@ def main() -> None:
         folder = Path(tmp)
         workdir = folder / "work"
         workdir.mkdir()
-        runner = DockerRunner(DockerSettings())
+        data = folder / "data"
+        (data / "set").mkdir(parents=True)
+        runner = DockerRunner(DockerSettings(allowed_volumes=(data,)))
+        mounted = (f"{data}/set:/data:ro",)
         flows = {files: Flow(folder / files, files) for files in ("copy", "mount")}
         ways: dict[str, Callable[[], float]] = {
             "sdk": lambda: sdk_round(client),
             "runner": lambda: runner_round(runner, workdir, keep_files=False),
             "copyback": lambda: runner_round(runner, workdir, keep_files=True),
+            "volume": lambda: runner_round(runner, workdir, keep_files=False, volumes=mounted),
             "headwater": flows["copy"].run,
             "mount": flows["mount"].run,
         }
