@@ -15,8 +15,9 @@ around it). So:
 - the lines waiting to be written are bounded (`MAX_PENDING_BYTES`): a task that prints
   faster than the store writes waits in `write` (its pipe fills and the command blocks)
   instead of growing the daemon's memory;
-- each batch is its own short, *bulk* transaction, so a lease renewal or a finished
-  attempt never waits behind more than one batch (`store.writes.WriteGate`);
+- each batch is its own short transaction, and the background writer starts one only
+  when no other write is under way or waiting, so a lease renewal or a finished attempt
+  never waits behind more than one batch (`store.writes.WriteGate`);
 - once an attempt is closed (ended, or its lease lost), nothing more is written for it.
 """
 
@@ -205,10 +206,16 @@ class LogWriter:
             self._wake.set()
 
     # -- writing ---------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Write every pending line now, batch by batch; raises when the store fails."""
-        with self._flushing:
-            while True:
+    def flush(self, background: bool = False) -> None:
+        """Write every pending line now, batch by batch; raises when the store fails.
+
+        In the `background`, each batch waits for a moment when no other write is under
+        way or waiting (`Store.wait_for_quiet`); a task's end flushes its lines at once.
+        """
+        while self._pending.rows:
+            if background:
+                self.store.wait_for_quiet()
+            with self._flushing:
                 batch = self._take_batch()
                 if not batch:
                     return
@@ -217,8 +224,8 @@ class LogWriter:
                 except Exception:
                     self._put_back(batch)
                     raise
-                with self._room:
-                    self._room.notify_all()
+            with self._room:
+                self._room.notify_all()
 
     def _take_batch(self) -> list[Row]:
         with self._room:
@@ -259,7 +266,7 @@ class LogWriter:
                 self._full.wait(FLUSH_SECONDS)
             self._full.clear()
             try:
-                self.flush()
+                self.flush(background=True)
             except Exception as exc:
                 failures += 1
                 if failures == 1:

@@ -681,11 +681,10 @@ class Store:
         self._gate = WriteGate() if self.sqlite else None
 
     @contextmanager
-    def write(self, bulk: bool = False, busy_timeout: float | None = None) -> Iterator[Tx]:
-        """A write transaction. `bulk` writes (log lines) go after every waiting ordinary
-        write, so a lease renewal never waits behind them (`writes.WriteGate`). On SQLite,
-        `busy_timeout` shortens the wait for another program's write lock."""
-        with self._gate.hold(bulk) if self._gate is not None else nullcontext():
+    def write(self, busy_timeout: float | None = None) -> Iterator[Tx]:
+        """A write transaction. On SQLite, `busy_timeout` shortens the wait for another
+        program's write lock."""
+        with self._gate.ordinary() if self._gate is not None else nullcontext():
             try:
                 with write_transaction(self.engine, busy_timeout) as connection:
                     tx = Tx(connection)
@@ -879,8 +878,15 @@ class Store:
 
     def append_logs(self, rows: Sequence[Row]) -> None:
         if rows:
-            with self.write(bulk=True) as tx:
+            with self.write() as tx:
                 tx.insert_logs(rows)
+
+    def wait_for_quiet(self) -> None:
+        """Wait until no other write of this process is under way or waiting: background
+        writes (batches of log lines) go after every other, so a lease renewal never
+        waits behind more than one batch (`writes.WriteGate`; PostgreSQL needs no wait)."""
+        if self._gate is not None:
+            self._gate.wait_for_quiet()
 
     def probe_write(self, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
         """Write nothing of consequence, to learn whether writing works (readiness);

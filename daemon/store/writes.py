@@ -4,9 +4,9 @@ SQLite has one writer at a time, and its busy handler is not fair: a thread that
 log lines batch after batch can take the lock again and again while a lease renewal
 sleeps in the handler, until the renewal gives up with "database is locked" and a task
 that was doing fine loses its lease (issue 11). So on SQLite every write transaction of
-this process first passes a `WriteGate`: one writer at a time, and bulk writers (log
-lines) let every waiting ordinary writer (lease renewals, finishing an attempt, claims,
-starts) go first. A data directory has one process (its lock file), so the gate sees
+this process passes a `WriteGate`, and background writers (the log writer's batches)
+let every other writer (lease renewals, finishing an attempt, claims, starts) that is
+writing or waiting to go first. A data directory has one process (its lock file), so the gate sees
 every writer but outside tools. On PostgreSQL writers lock rows, not the database, and
 no gate is used.
 
@@ -27,31 +27,39 @@ from sqlalchemy.exc import OperationalError
 
 
 class WriteGate:
-    """One writer at a time; bulk writers wait while an ordinary writer waits."""
+    """Background writers wait until no other writer is writing or waiting to.
+
+    Ordinary writers do not wait here: they meet at SQLite's own lock as before, so the
+    gate costs them a counter. A background writer (the next batch of log lines) starts
+    only when no ordinary writer is in a write transaction or waiting for one, so an
+    ordinary writer waits at most for the one batch that was already under way.
+    """
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._busy = False
-        self._waiting = 0  # ordinary writers waiting for the gate
+        self._ordinary = 0  # ordinary writers in a write transaction or waiting for one
+        self._background_waiting = 0
+
+    def wait_for_quiet(self) -> None:
+        """Return once no ordinary writer is writing or waiting (a background turn)."""
+        with self._condition:
+            self._background_waiting += 1
+            try:
+                self._condition.wait_for(lambda: not self._ordinary)
+            finally:
+                self._background_waiting -= 1
 
     @contextmanager
-    def hold(self, bulk: bool = False) -> Iterator[None]:
+    def ordinary(self) -> Iterator[None]:
         with self._condition:
-            if bulk:
-                self._condition.wait_for(lambda: not self._busy and not self._waiting)
-            else:
-                self._waiting += 1
-                try:
-                    self._condition.wait_for(lambda: not self._busy)
-                finally:
-                    self._waiting -= 1
-            self._busy = True
+            self._ordinary += 1
         try:
             yield
         finally:
             with self._condition:
-                self._busy = False
-                self._condition.notify_all()
+                self._ordinary -= 1
+                if not self._ordinary and self._background_waiting:
+                    self._condition.notify_all()
 
 
 @dataclass
