@@ -329,7 +329,10 @@ class _Container:
             if self.copy and (self.spec.container.user or any(self.spec.workdir.iterdir())):
                 archive = _archive(self.spec.workdir, self.spec.container.user)
                 self.api.put_archive(self.id, "/", archive)
-            stream = self.api.attach(self.id, stream=True, logs=True, demux=True)
+            # Attached before the start, so the stream has every line from the first.
+            # `logs=True` would also replay the engine's log of the container, and on a
+            # busy engine lines printed while it switches from replay to stream came twice.
+            stream = self.api.attach(self.id, stream=True, logs=False, demux=True)
             self.api.start(self.id)
         except (DockerException, requests.RequestException) as exc:
             error = f"cannot start the container: {_reason(exc)}"

@@ -124,6 +124,26 @@ def test_lines_stream_while_the_container_runs(harness: Harness) -> None:
     assert outcome.times[1] - outcome.times[0] > 0.7
 
 
+def test_every_line_arrives_once_when_containers_start_together(harness: Harness) -> None:
+    """Lines printed the moment a container starts came twice on a busy engine, when the
+    output was attached with the engine's log replayed as well (seen with 6 at once)."""
+    outcomes: list[Outcome] = []
+
+    def one() -> None:
+        outcomes.append(run(harness, "seq 1 300"))
+
+    for _ in range(3):
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert len(outcomes) == 18
+    for outcome in outcomes:
+        assert outcome.result.succeeded, outcome.result
+        assert outcome.out() == [str(n) for n in range(1, 301)]
+
+
 def test_exit_code_and_a_command_that_does_not_exist(harness: Harness) -> None:
     assert run(harness, "exit 3").result.exit_code == 3
     missing = run(harness, ["/no/such/program"])
