@@ -25,7 +25,8 @@ DEFAULT_DATA_DIR = Path(".headwater")
 HTTP_THREADS = 8  # request threads of the embedded WSGI server
 HTTP_IDLE_SECONDS = 30  # a connection with no request under way is closed after this
 HTTP_MAX_CONNECTIONS = 500  # open connections in all; below the usual limit of 1024 files
-HTTP_CONNECTIONS_PER_CLIENT = 32  # open connections one address may hold (a browser uses 6)
+HTTP_CONNECTIONS_PER_CLIENT = 64  # open connections one address may hold (a browser uses 6;
+# a CI job or a script may start tens of executions at once)
 MIN_TOKEN_CHARS = 32  # the shortest token accepted when listening beyond loopback
 
 
