@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -12,17 +10,21 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from headwater.daemon import defaults
-from headwater.daemon.errors import Diagnostic
-from headwater.daemon.flow.validate import FlowFile
 
+# Only click and the command definitions load for `headwater --help`; each command
+# imports what it needs when it runs (the flow models alone took 1.6 s, issue 12).
 if TYPE_CHECKING:
     from headwater.daemon.client import Client
+    from headwater.daemon.errors import Diagnostic
+    from headwater.daemon.flow.validate import FlowFile
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
 def main(verbose: int) -> None:
     """Headwater: a Git-native, declarative flow orchestrator."""
+    import logging  # here, not at the top: `headwater --help` never needs it
+
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -59,6 +61,8 @@ def validate(paths: tuple[Path, ...], flows_dir: str, fmt: str, jobs: int | None
 
     flows, diagnostics = check_paths(paths or (Path("."),), flows_dir, jobs or os.cpu_count() or 1)
     if fmt == "json":
+        import json
+
         report = {
             "valid": not diagnostics,
             "flows": len(flows),
@@ -162,6 +166,8 @@ def up(**options: object) -> None:
     HEADWATER_PORT, …). Secrets only come from the environment: HEADWATER_TOKEN (API and
     page), HEADWATER_WEBHOOK_SECRET, HEADWATER_GIT_TOKEN.
     """
+    import logging
+
     from headwater.daemon.daemon import Daemon
     from headwater.daemon.errors import HeadwaterError
     from headwater.daemon.settings import Settings

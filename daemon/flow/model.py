@@ -2,8 +2,12 @@
 
 Importing this module imports every type module under `tasks/` and `triggers/` (each
 registers itself), then builds the tagged unions `AnyTask`, `AnyTrigger`,
-`AnyCondition` and `AnyRunner` from the registry and resolves the models that refer
-to them. Adding a type is adding a module; nothing here changes.
+`AnyCondition` and `AnyRunner` from the registry and tells the models that refer to
+them where to find them. Adding a type is adding a module; nothing here changes.
+
+No validator is built here: each model builds its own when first used (`defer_build`
+in `base.Model`), so the flow's validator, which holds every type, is built by the
+first validation, and a command that validates nothing does not pay for it (issue 12).
 """
 
 from __future__ import annotations
@@ -151,11 +155,15 @@ class Flow(Model):
     """A disabled flow is deployed but starts no execution."""
 
 
-def _rebuild() -> None:
+def _offer_unions() -> None:
+    """Let every model resolve the names its annotations use when it is built.
+
+    Inherited annotations are resolved in the subclass's module, and the unions exist
+    only here, so the names the base classes use are offered to every model as the
+    namespace pydantic reads when it builds a deferred model.
+    """
     from headwater.daemon.flow import base, types
 
-    # Inherited annotations are resolved in the subclass's module, so the names the
-    # base classes use are offered to every model.
     namespace = {
         **vars(types),
         **vars(base),
@@ -164,7 +172,7 @@ def _rebuild() -> None:
         "AnyCondition": AnyCondition,
         "AnyRunner": AnyRunner,
     }
-    models: list[type[BaseModel]] = []
+    models: list[type[BaseModel]] = [Flow]
     for module in (task_pkg, trigger_pkg):
         for info in pkgutil.iter_modules(module.__path__):
             mod = importlib.import_module(f"{module.__name__}.{info.name}")
@@ -173,8 +181,7 @@ def _rebuild() -> None:
             )
     models.extend(v for v in vars(base).values() if isinstance(v, type) and issubclass(v, Model))
     for model in models:
-        model.model_rebuild(force=True, _types_namespace=namespace)
-    Flow.model_rebuild(force=True, _types_namespace=namespace)
+        model.__pydantic_parent_namespace__ = namespace
 
 
-_rebuild()
+_offer_unions()

@@ -9,19 +9,15 @@ flows (a subflow or flow trigger naming a flow that does not exist).
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import re
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any, Literal, TypeGuard
-
-import pathspec
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, Position
@@ -31,6 +27,11 @@ from headwater.daemon.flow.walk import iter_tasks
 from headwater.daemon.lifeline import exit_with
 from headwater.daemon.yamlsource import Path, format_path
 
+# A pool, and a .headwaterignore, are the exception: `headwater validate` of one file
+# imports neither (issue 12).
+if TYPE_CHECKING:
+    import pathspec
+
 FOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
@@ -38,6 +39,9 @@ PARALLEL_THRESHOLD = 200  # flows below which starting processes costs more than
 
 
 def _validate_in_processes(located: list[Located], jobs: int) -> list[FlowFile]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     context = multiprocessing.get_context("forkserver")
     chunk = max(1, len(located) // (jobs * 8))
     pool = ProcessPoolExecutor(
@@ -109,6 +113,8 @@ def load_ignore(repo_root: FsPath) -> pathspec.GitIgnoreSpec | None:
     ignore = repo_root / defaults.IGNORE_FILE
     if not ignore.is_file():
         return None
+    import pathspec
+
     return pathspec.GitIgnoreSpec.from_lines(ignore.read_text(encoding="utf-8").splitlines())
 
 

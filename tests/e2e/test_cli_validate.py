@@ -89,6 +89,33 @@ def test_a_single_file_in_a_flows_folder_is_checked_against_its_place(tmp_path: 
     assert "id: 'nightly' does not match the file name daily.yaml" in result.stdout
 
 
+def test_properties_of_nested_models_are_named_in_a_fresh_process(tmp_path: Path) -> None:
+    # The models of a trigger's labels, a retry and a nested task are built when first
+    # used; the known properties in the messages must not depend on that.
+    flow = tmp_path / "f.yaml"
+    flow.write_text(
+        "id: f\nnamespace: n\ntasks:\n"
+        "  - id: s\n    type: core.flow.Sequential\n    tasks:\n"
+        "      - id: a\n        type: core.log.Log\n        message: hi\n"
+        "        retry:\n          type: constant\n          interval: PT1S\n"
+        "          maxAttempts: 2\n          bogus: 1\n"
+        "triggers:\n"
+        "  - id: t\n    type: core.trigger.Schedule\n    cron: '0 2 * * *'\n"
+        "    labels:\n      - key: team\n        valu: data\n"
+    )
+    result = headwater("validate", "f.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "f.yaml:14:11: error: tasks[0].tasks[0].retry: unknown property 'bogus' (known "
+        "properties: behavior, interval, maxAttempt, maxAttempts, maxDuration, type, "
+        "warningOnRetry)",
+        "f.yaml:20:7: error: triggers[0].labels: must be a map, got a list",
+        "f.yaml:20:9: error: triggers[0].labels[0]: missing required property 'value'",
+        "f.yaml:21:9: error: triggers[0].labels[0]: unknown property 'valu'; did you mean "
+        "'value'? (known properties: key, value)",
+    ]
+
+
 def test_usage_error_exits_2(tmp_path: Path) -> None:
     result = headwater("validate", "does-not-exist", cwd=tmp_path)
     assert result.returncode == 2

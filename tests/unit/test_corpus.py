@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from headwater.daemon.flow.base import ConstantRetry, ExponentialRetry, RandomRetry
 from headwater.daemon.flow.inputs import INPUT_TYPES
@@ -249,7 +250,7 @@ class Coverage:
 
     def record(self, model: type[BaseModel], value: dict[str, Any]) -> None:
         self.mappings.add(id(value))
-        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        fields = {f.alias or name: f for name, f in _fields(model).items()}
         for key, item in value.items():
             self.properties.add((model, key))
             if key in fields:
@@ -260,6 +261,16 @@ class Coverage:
             self.type_names.add(kind)  # a type, not a pluginDefaults entry naming one
         elif isinstance(kind, str) and model in INPUT_TYPES.values():
             self.input_types.add(kind)
+
+
+def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields, with the annotations that name a union of types resolved.
+
+    Models are built when first used (`defer_build`); until then a field typed with a
+    union of the registered types (`list[AnyTask]`) keeps its annotation as written.
+    """
+    model.model_rebuild()
+    return model.model_fields
 
 
 def _strip(annotation: Any) -> Any:
@@ -313,7 +324,7 @@ def _reachable(model: type[BaseModel]) -> set[type[BaseModel]]:
         if current in seen:
             continue
         seen.add(current)
-        for f in current.model_fields.values():
+        for f in _fields(current).values():
             todo += _models_in(f.annotation)
     return seen
 

@@ -6,8 +6,6 @@ import functools
 import zoneinfo
 from typing import Any, Literal
 
-from croniter import croniter
-
 from headwater.daemon.flow.base import Trigger
 from headwater.daemon.flow.registry import trigger
 from headwater.daemon.flow.types import Text
@@ -49,6 +47,8 @@ FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
 def _valid(fields: list[str]) -> bool:
     if len(fields) == 6:  # croniter takes seconds last, Kestra (Quartz-like) writes them first
         fields = [*fields[1:], fields[0]]
+    from croniter import croniter  # here: a flow without a schedule never needs it
+
     try:
         croniter(" ".join(fields))
     except (ValueError, KeyError):
