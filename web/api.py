@@ -307,8 +307,7 @@ def _secrets_masked(tx: Tx, rows: list[Row]) -> list[Row]:
     for row in rows:
         key = (row["namespace"], row["flow_id"], row["flow_revision"])
         if key not in secret:
-            revision = tx.revision(*key)
-            secret[key] = flowsource.read(revision["source"] if revision else "").secret_inputs
+            secret[key] = _secret_inputs(tx, key)
         inputs = row.get("inputs") or {}
         if secret[key] & set(inputs) or any(is_sealed(v) for v in inputs.values()):
             hidden = {
@@ -317,6 +316,26 @@ def _secrets_masked(tx: Tx, rows: list[Row]) -> list[Row]:
             row = {**row, "inputs": hidden}
         masked.append(row)
     return masked
+
+
+SECRET_INPUTS_CACHE = 4096  # flow revisions whose SECRET input ids this app remembers
+SECRET_INPUTS_EXTENSION = "headwater.secret_inputs"
+
+
+def _secret_inputs(tx: Tx, key: tuple[str, str, int]) -> frozenset[str]:
+    """The SECRET input ids of a flow revision. A revision never changes, so they are
+    read and parsed once per app, not on every read of an execution."""
+    cache: dict[tuple[str, str, int], frozenset[str]]
+    cache = current_app.extensions.setdefault(SECRET_INPUTS_EXTENSION, {})
+    found = cache.get(key)
+    if found is None:
+        revision = tx.revision(*key)
+        found = flowsource.read(revision["source"] if revision else "").secret_inputs
+        if revision is not None:  # a revision not yet there may come with the next deploy
+            if len(cache) >= SECRET_INPUTS_CACHE:
+                cache.clear()
+            cache[key] = found
+    return found
 
 
 @blueprint.get("/logs/<execution_id>")

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
+from headwater.daemon import jsontext
 from headwater.daemon.services import Services
 from headwater.web import (
     api,
@@ -45,6 +46,13 @@ class JsonProvider(DefaultJSONProvider):
         """Parse with the depth bound (jsonbody.py): `request.get_json()` never recurses
         without end, and a body too deep is a ValueError like any bad JSON."""
         return jsonbody.loads(s)
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        """Compact answers through orjson (`daemon/jsontext.py`): an execution with its
+        task runs is serialised several times faster than by the standard library."""
+        if kwargs.get("indent") is not None:  # Flask's debug mode asks for pretty JSON
+            return super().dumps(obj, **kwargs)
+        return jsontext.dumps(obj)
 
 
 def create_app(services: Services, clock: Callable[[], float] = time.time) -> Flask:

@@ -7,6 +7,7 @@ loop values: `outputs.t[taskrun.value]`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,10 @@ Row = dict[str, Any]
 ENV_PREFIX = "ENV_"
 
 
+ISO_CACHE_SIZE = 65_536  # formatted times kept: the same execution is read again and again
+
+
+@functools.lru_cache(maxsize=ISO_CACHE_SIZE)
 def iso(ts: float | None) -> str | None:
     """RFC 3339 in UTC with milliseconds, as the API and expressions show times."""
     if ts is None:

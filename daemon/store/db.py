@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from headwater.daemon import jsontext
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another writer
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",  # readers never wait for the writer
@@ -26,13 +28,15 @@ def sqlite_url(data_dir: Path) -> str:
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL and explicit transaction control."""
+    json_columns = {"json_serializer": jsontext.dumps, "json_deserializer": jsontext.loads}
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **json_columns)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         pool_size=20,
         max_overflow=20,
+        **json_columns,
     )
     _control_sqlite_transactions(engine)
     return engine

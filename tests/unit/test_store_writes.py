@@ -7,11 +7,12 @@ import threading
 
 import pytest
 from sqlalchemy.exc import OperationalError
+from waiting import wait_until
 
 from headwater.daemon.store.writes import WriteGate, reason_of, store_unavailable
 
 
-def test_a_background_write_waits_for_every_ordinary_write() -> None:
+def test_writes_take_turns_and_a_background_write_waits_for_all_of_them() -> None:
     gate = WriteGate()
     order: list[str] = []
     first_in, release_first = threading.Event(), threading.Event()
@@ -34,12 +35,12 @@ def test_a_background_write_waits_for_every_ordinary_write() -> None:
     batch.start()
     finish = threading.Thread(target=ordinary, args=("finish attempt", None))
     finish.start()
-    finish.join(10)  # an ordinary write does not wait for the gate
-    assert order == ["finish attempt"]
+    wait_until(lambda: gate.writers == 2, what="the second writer to wait for its turn")
+    assert order == []  # one writer at a time
     release_first.set()
-    renewal.join(10)
-    batch.join(10)
-    assert order == ["finish attempt", "lease renewal", "log batch"]
+    for thread in (renewal, finish, batch):
+        thread.join(10)
+    assert order == ["lease renewal", "finish attempt", "log batch"]
 
 
 def test_a_background_write_goes_at_once_when_nothing_else_writes() -> None:
