@@ -17,6 +17,8 @@ from typing import Any
 from headwater.daemon import expressions
 from headwater.daemon.engine.sealing import Sealer
 from headwater.daemon.engine.secrets import Masker, Secrets
+from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.flow.base import Task
 from headwater.daemon.flow.model import Flow
 
 Row = dict[str, Any]
@@ -213,3 +215,39 @@ def is_true(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("", "false", "0", "null", "none", "no")
     return expressions.truthy(value)
+
+
+NAMES_CACHE_SIZE = 4096  # parsed tasks whose referenced names are remembered
+_NAMES: dict[int, tuple[Task, frozenset[str]]] = {}
+
+
+def referenced_names(task: Task) -> frozenset[str]:
+    """Context names the task's expressions use (cached per parsed task).
+
+    The cache holds the task itself: an id alone may be reused by another task once
+    the first one is freed, and that one would get the wrong names.
+    """
+    found = _NAMES.get(id(task))
+    if found is not None and found[0] is task:
+        return found[1]
+    names: set[str] = set()
+    _collect_names(task.model_dump(by_alias=True), names)
+    if len(_NAMES) >= NAMES_CACHE_SIZE:
+        _NAMES.clear()
+    _NAMES[id(task)] = (task, frozenset(names))
+    return frozenset(names)
+
+
+def _collect_names(value: Any, names: set[str]) -> None:
+    if isinstance(value, str):
+        if expressions.has_expression(value):
+            try:
+                names |= expressions.parse(value).names
+            except HeadwaterError:
+                names.add("outputs")  # it fails when rendered; the full context costs little
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_names(item, names)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_names(item, names)

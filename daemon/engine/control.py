@@ -334,6 +334,8 @@ def replay_runs(execution_id: str, runs: Sequence[Row], task_run_id: str, now: f
                 **_LEASE_CLEARED,
                 "id": new_ids[run["id"]],
                 "parent_id": new_ids.get(parent_id) if parent_id else None,
+                "folded": False,  # the new execution folds its loops again as it goes
+                "progress": None,
             }
         )
     return copied

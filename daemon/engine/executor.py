@@ -199,7 +199,7 @@ class Executor:
             if execution["dirty"] or execution["wake_at"] is not None:
                 tx.update_execution(execution_id, {"dirty": False, "wake_at": None})
             return []
-        return self._advance_rows(tx, execution, tx.task_runs(execution_id))
+        return self._advance_rows(tx, execution, tx.open_task_runs(execution_id))
 
     def _advance_rows(self, tx: Tx, execution: Row, runs: list[Row]) -> list[Row]:
         flow = self.flows.get(
@@ -207,7 +207,8 @@ class Executor:
         )
         plan = concurrency.admit(tx, flow, execution, self.clock())
         if plan is None:
-            plan = Planner(flow, execution, runs, self.clock(), self.renderer).plan()
+            all_runs = functools.partial(tx.task_runs, execution["id"])
+            plan = Planner(flow, execution, runs, self.clock(), self.renderer, all_runs).plan()
         ended = self._apply(tx, execution, plan)
         if plan.ended:  # its slot is free at once: the next queued ones start now
             for queued_id in concurrency.next_in_line(tx, flow, execution):
@@ -249,6 +250,7 @@ class Executor:
         tx.insert_task_runs(new_runs)
         for run_id, values in plan.updates.items():
             tx.update_task_run(run_id, self._masked(values))
+        tx.fold_task_runs(plan.folded)
         update = self._masked(dict(plan.execution))
         if execution.get("dirty"):
             update["dirty"] = False

@@ -11,11 +11,14 @@ from typing import Any
 
 from headwater.daemon.engine.context import is_true, labels_map, text_of
 from headwater.daemon.engine.planner import (
+    FOLD_BATCH,
     MAX_DEPTH,
     Outcome,
     Planner,
+    Progress,
     Row,
     duration_of,
+    ended_well,
     handles,
     list_of,
     loop_value,
@@ -76,29 +79,50 @@ def switch(planner: Planner, task: Switch, run: Row) -> Outcome:
 
 
 def _loop(planner: Planner, task: Any, run: Row, values: Any, limit: int) -> Outcome:
-    items = planner.render_once(
+    """Run `task.tasks` for each value, at most `limit` values at a time (0: no limit).
+
+    Values start in order, so the ones started are always the first ones: the walk
+    stops at the first value that may not start yet. Leading values that ended well are
+    folded (`Planner.fold`), and later steps begin after them.
+    """
+    items: list[str] = planner.render_once(
         run,
         "values",
         lambda: [loop_value(v) for v in list_of(planner.render(values, run, task), "values")],
     )
+    progress = Progress.of(run)
+    if progress.unique is None:  # a value that repeats shares its task runs: never folded
+        progress.unique = len(set(items)) == len(items)
+        planner.set(run, progress=progress.to_row())
     outcomes: list[Outcome] = []
+    leading: list[tuple[str, State]] = []  # ended well from the start: may be folded
     active = 0
     failed = False
-    for item in items:
+    for item in items[progress.folded :]:
         started = any(planner.lookup(child, run, "tasks", item) is not None for child in task.tasks)
         if not started and (failed or (limit and active >= limit)):
             if not failed:
                 outcomes.append(None)
-            continue
+            break
         outcome = planner.sequence(task.tasks, run, "tasks", item, [*run_path(run), item])
+        if progress.unique and len(leading) == len(outcomes) and ended_well(outcome):
+            leading.append((item, outcome))
         outcomes.append(outcome)
         active += outcome is None
         failed = failed or (outcome is not None and outcome.failed)
+    if len(leading) >= FOLD_BATCH:
+        ids = {child.id for child in task.tasks}
+        for item, outcome in leading:
+            progress.seq = max(progress.seq, planner.fold(run, "tasks", item, ids))
+            progress.warned = progress.warned or outcome == State.WARNING
+        progress.folded += len(leading)
+        planner.set(run, progress=progress.to_row())
     if any(o is None for o in outcomes):
         return None
     if any(o is not None and o.failed for o in outcomes):
         return State.FAILED
-    return State.WARNING if State.WARNING in outcomes else State.SUCCESS
+    warned = progress.warned or State.WARNING in outcomes
+    return State.WARNING if warned else State.SUCCESS
 
 
 @handles("core.flow.ForEach")

@@ -7,15 +7,22 @@ applies the changes in the same transaction it read the rows in.
 
 Each flowable type has a small function here that looks at its own task run and its
 children and says what to create and what state the flowable is in.
+
+Big loops are planned in time that follows what changes, not the loop's size: the
+planner sees the task runs that are not *folded*. A loop (ForEach and its kin, or a
+Parallel) whose leading items have ended well folds them, `FOLD_BATCH` at a time: their
+task runs are marked folded and the loop's `progress` counts them (and whether one
+warned), so later steps start after them and the executor does not read them again.
+Expressions that read `outputs` still see every task run (`all_runs`).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
@@ -24,6 +31,7 @@ from headwater.daemon.engine.context import (
     execution_variables,
     is_true,
     plain,
+    referenced_names,
     run_variables,
     text_of,
 )
@@ -39,6 +47,7 @@ from headwater.daemon.flow.types import parse_duration
 Row = dict[str, Any]
 Outcome = State | None  # None: still going
 MAX_DEPTH = 10  # subflow nesting (DESIGN: chains stop at depth 10)
+FOLD_BATCH = 16  # leading items of a loop that ended well are folded this many at a time
 
 
 def new_id() -> str:
@@ -54,7 +63,35 @@ class Plan:
     kill_executions: list[str] = field(default_factory=list)
     logs: list[tuple[str | None, str, str]] = field(default_factory=list)
     """(task run id, level, message) lines the executor writes."""
+    folded: list[str] = field(default_factory=list)
+    """Task runs (not new ones) to mark folded."""
     ended: State | None = None
+
+
+@dataclass
+class Progress:
+    """How far a loop (or a Parallel) has folded its leading items."""
+
+    folded: int = 0
+    """Leading items folded: ended SUCCESS, WARNING or SKIPPED, task runs not read again."""
+    warned: bool = False
+    """Whether a folded item ended WARNING."""
+    seq: int = 0
+    """The highest creation number among the folded task runs."""
+    unique: bool | None = None
+    """Whether the loop's values are all different (items that repeat are not folded)."""
+
+    @classmethod
+    def of(cls, run: Row) -> Progress:
+        return cls(**(run.get("progress") or {}))
+
+    def to_row(self) -> Row:
+        return {
+            "folded": self.folded,
+            "warned": self.warned,
+            "seq": self.seq,
+            "unique": self.unique,
+        }
 
 
 class Planner:
@@ -65,10 +102,16 @@ class Planner:
         runs: Sequence[Row],
         now: float,
         renderer: Renderer,
+        all_runs: Callable[[], list[Row]] | None = None,
     ) -> None:
+        """`runs` are the execution's task runs that are not folded; `all_runs` reads every
+        one of them (for expressions that read `outputs`, once something is folded)."""
         self.flow = flow
         self.execution = dict(execution)  # the caller compares against the original
         self.runs: list[Row] = [dict(r) for r in runs]
+        self._load_all = all_runs
+        self._all: list[Row] | None = None
+        self.has_folded = any(Progress.of(r).folded for r in self.runs)
         self.now = now
         self.renderer = renderer
         self.plan_ = Plan()
@@ -77,9 +120,9 @@ class Planner:
         self.children: dict[str | None, list[Row]] = {}
         for run in self.runs:
             self._index(run)
-        self.seq = max((r["seq"] for r in self.runs), default=0)
+        self.seq = max((max(r["seq"], Progress.of(r).seq) for r in self.runs), default=0)
         self.killing = bool(execution.get("kill_requested"))
-        self._base: dict[str, Any] | None = None
+        self._bases: dict[bool, dict[str, Any]] = {}
 
     # -- bookkeeping -------------------------------------------------------------------
     def _index(self, run: Row) -> None:
@@ -109,12 +152,23 @@ class Planner:
             values["error"] = error
         self.set(run, **values)
 
-    def base(self) -> dict[str, Any]:
-        if self._base is None:
-            self._base = execution_variables(
-                self.flow, self.execution, self.runs, self.renderer.environ, self.renderer.sealer
+    def base(self, outputs: bool = True) -> dict[str, Any]:
+        """The execution's variables; with `outputs`, over every task run, folded or not."""
+        full = outputs and self.has_folded
+        if full not in self._bases:
+            runs = self.all_runs() if full else self.runs
+            self._bases[full] = execution_variables(
+                self.flow, self.execution, runs, self.renderer.environ, self.renderer.sealer
             )
-        return self._base
+        return self._bases[full]
+
+    def all_runs(self) -> list[Row]:
+        """Every task run of the execution as this plan leaves it, folded ones included."""
+        if self._all is None:
+            merged = {r["id"]: r for r in (self._load_all() if self._load_all else [])}
+            merged.update(self.by_id)  # what this plan changed wins over what was read
+            self._all = sorted(merged.values(), key=lambda r: r["seq"])
+        return self._all
 
     def variables(self, run: Row, task: Task) -> dict[str, Any]:
         parents = []
@@ -123,10 +177,33 @@ class Planner:
             parent = self.by_id[parent_id]
             parents.append(parent)
             parent_id = parent["parent_id"]
-        return run_variables(self.base(), run, task.type, parents)
+        outputs = "outputs" in referenced_names(task)
+        return run_variables(self.base(outputs), run, task.type, parents)
 
     def render(self, value: Any, run: Row, task: Task) -> Any:
         return self.renderer.render(value, self.variables(run, task))
+
+    def fold(self, parent: Row, branch: str, value: str | None, task_ids: Collection[str]) -> int:
+        """Mark one ended item of a loop (its task runs, with all under them) folded; the
+        highest creation number among them."""
+        found = [
+            child
+            for child in self.children.get(parent["id"], [])
+            if child["branch"] == branch
+            and child["value"] == value
+            and child["task_id"] in task_ids
+        ]
+        stack, highest = list(found), 0
+        while stack:
+            run = stack.pop()
+            highest = max(highest, run["seq"], Progress.of(run).seq)
+            stack += self.children.get(run["id"], [])
+            if run.get("_new"):
+                run["folded"] = True
+            else:
+                self.plan_.folded.append(run["id"])
+        self.has_folded = True
+        return highest
 
     # -- the execution -------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -271,20 +348,34 @@ class Planner:
         limit: int,
     ) -> Outcome:
         """Run `tasks` at once, at most `limit` at a time (0: no limit)."""
+        enabled = [t for t in tasks or [] if not t.disabled]
+        progress = Progress.of(parent) if parent is not None else None
+        start = progress.folded if progress else 0
         outcomes: list[Outcome] = []
+        leading: list[tuple[Task, State]] = []  # ended well from the start: may be folded
         running = 0
         failed = False
-        for task in [t for t in tasks or [] if not t.disabled]:
+        for task in enabled[start:]:
             run = self.lookup(task, parent, branch, value)
             if run is None and failed:
-                continue  # after a failure nothing new starts
+                break  # after a failure nothing new starts (tasks start in order)
             if run is None and limit and running >= limit:
                 outcomes.append(None)
-                continue
+                break
             outcome = self.step(task, parent, branch, value, path)
+            if progress is not None and len(leading) == len(outcomes) and ended_well(outcome):
+                leading.append((task, outcome))
             outcomes.append(outcome)
             running += outcome is None
             failed = failed or (outcome is not None and outcome.failed)
+        if parent is not None and progress is not None and len(leading) >= FOLD_BATCH:
+            for task, outcome in leading:
+                progress.seq = max(progress.seq, self.fold(parent, branch, value, {task.id}))
+                progress.warned = progress.warned or outcome == State.WARNING
+            progress.folded += len(leading)
+            self.set(parent, progress=progress.to_row())
+        if progress is not None and progress.warned:
+            outcomes.append(State.WARNING)
         return _combine(outcomes)
 
     def lookup(self, task: Task, parent: Row | None, branch: str, value: str | None) -> Row | None:
@@ -334,6 +425,8 @@ class Planner:
             "pgid": None,
             "error": None,
             "seq": self.seq,
+            "folded": False,
+            "progress": None,
             "_new": True,
         }
         self.runs.append(run)
@@ -447,6 +540,11 @@ def _no_upload(_input_id: str, _upload: UploadedFile) -> str:
 
 def run_path(run: Row) -> list[str]:
     return list(run.get("values_path") or [])
+
+
+def ended_well(outcome: Outcome) -> TypeGuard[State]:
+    """SUCCESS, WARNING or SKIPPED: an item whose task runs may be folded."""
+    return outcome is not None and not outcome.failed
 
 
 def _has_active_children(planner: Planner, run: Row) -> bool:

@@ -22,9 +22,14 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from headwater.daemon import expressions
 from headwater.daemon.engine import tasks as _tasks  # noqa: F401  (registers implementations)
-from headwater.daemon.engine.context import Renderer, execution_variables, run_variables, text_of
+from headwater.daemon.engine.context import (
+    Renderer,
+    execution_variables,
+    referenced_names,
+    run_variables,
+    text_of,
+)
 from headwater.daemon.engine.executor import Executor
 from headwater.daemon.engine.flows import FlowCache
 from headwater.daemon.engine.inputs import secret_values
@@ -77,6 +82,8 @@ class Running:
     cancel: threading.Event = field(default_factory=threading.Event)
     release: bool = False
     """Stopped by a shutdown: hand the task run back without using an attempt."""
+    made_directory: bool = False
+    """The attempt asked for a fresh working directory (removed when it ends)."""
 
 
 class RunContext:
@@ -190,42 +197,6 @@ class _RecordingRunner:
         return self.runner.run(spec, on_line, cancel, started)
 
 
-NAMES_CACHE_SIZE = 4096  # parsed tasks whose referenced names are remembered
-_NAMES: dict[int, tuple[Task, frozenset[str]]] = {}
-
-
-def referenced_names(task: Task) -> frozenset[str]:
-    """Context names the task's expressions use (cached per parsed task).
-
-    The cache holds the task itself: an id alone may be reused by another task once
-    the first one is freed, and that one would get the wrong names.
-    """
-    found = _NAMES.get(id(task))
-    if found is not None and found[0] is task:
-        return found[1]
-    names: set[str] = set()
-    _collect_names(task.model_dump(by_alias=True), names)
-    if len(_NAMES) >= NAMES_CACHE_SIZE:
-        _NAMES.clear()
-    _NAMES[id(task)] = (task, frozenset(names))
-    return frozenset(names)
-
-
-def _collect_names(value: Any, names: set[str]) -> None:
-    if isinstance(value, str):
-        if expressions.has_expression(value):
-            try:
-                names |= expressions.parse(value).names
-            except HeadwaterError:
-                names.add("outputs")  # it fails when rendered; the full context costs little
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect_names(item, names)
-    elif isinstance(value, list):
-        for item in value:
-            _collect_names(item, names)
-
-
 class Worker:
     """One worker: claims and runs one task run at a time (`run_once` steps it)."""
 
@@ -283,7 +254,8 @@ class Worker:
             self.running.pop(run["id"], None)
             # A fresh working directory served one attempt: its output files are kept
             # in internal storage by now. (A WorkingDirectory's shared one stays.)
-            shutil.rmtree(self._fresh_directory(run), ignore_errors=True)
+            if running.made_directory:
+                shutil.rmtree(self._fresh_directory(run), ignore_errors=True)
         return True
 
     def _record(self, run: Row, execution: Row, running: Running, result: TaskResult) -> None:
@@ -418,6 +390,9 @@ class Worker:
 
     def workdir_for(self, run: Row) -> Path:
         """A fresh directory for one attempt (removed when the attempt ends)."""
+        running = self.running.get(run["id"])
+        if running is not None:
+            running.made_directory = True
         path = self._fresh_directory(run)
         if path.exists():
             shutil.rmtree(path)

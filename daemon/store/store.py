@@ -80,6 +80,12 @@ _EXECUTION_BY_ID_UNLESS_LOCKED = _EXECUTION_BY_ID.with_for_update(skip_locked=Tr
 _RUNS_OF_EXECUTION = (
     select(TASK_RUNS).where(TASK_RUNS.c.execution_id == bindparam("id")).order_by(TASK_RUNS.c.seq)
 )
+_OPEN_RUNS_OF_EXECUTION = (
+    select(TASK_RUNS)
+    .where(TASK_RUNS.c.execution_id == bindparam("id"), TASK_RUNS.c.folded.is_(False))
+    .order_by(TASK_RUNS.c.seq)
+)
+_LAST_SEQ = select(func.max(TASK_RUNS.c.seq)).where(TASK_RUNS.c.execution_id == bindparam("id"))
 _UPDATE_RUN = update(TASK_RUNS).where(TASK_RUNS.c.id == bindparam("_id"))
 _UPDATE_EXECUTION = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("_id"))
 _FINISH_ATTEMPT = update(TASK_RUNS).where(
@@ -227,6 +233,17 @@ class Tx:
         rows = self.connection.execute(_RUNS_OF_EXECUTION, {"id": execution_id}).mappings()
         return [dict(r) for r in rows]
 
+    def open_task_runs(self, execution_id: str) -> list[Row]:
+        """The task runs the executor plans with: all but those folded into a loop's
+        progress (ended for good and counted there)."""
+        rows = self.connection.execute(_OPEN_RUNS_OF_EXECUTION, {"id": execution_id}).mappings()
+        return [dict(r) for r in rows]
+
+    def last_seq(self, execution_id: str) -> int:
+        """The creation number of an execution's newest task run (0 when it has none)."""
+        found = self.connection.execute(_LAST_SEQ, {"id": execution_id}).scalar()
+        return int(found or 0)
+
     def task_run(self, task_run_id: str) -> Row | None:
         row = (
             self.connection.execute(select(TASK_RUNS).where(TASK_RUNS.c.id == task_run_id))
@@ -241,6 +258,13 @@ class Tx:
 
     def update_task_run(self, task_run_id: str, values: Row) -> None:
         self.connection.execute(_UPDATE_RUN.values(values), {"_id": task_run_id})
+
+    def fold_task_runs(self, task_run_ids: Sequence[str]) -> None:
+        """Mark ended task runs folded into their loop's progress (see planner.py)."""
+        if task_run_ids:
+            self.connection.execute(
+                update(TASK_RUNS).where(TASK_RUNS.c.id.in_(task_run_ids)).values(folded=True)
+            )
 
     def delete_task_runs(self, task_run_ids: Iterable[str]) -> None:
         """Forget task runs (a restart drops the errors and finally branches it re-runs)."""

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 # Constraint names are given so that Alembic's batch mode on SQLite can alter them.
@@ -111,6 +121,8 @@ class TaskRunRow(SQLModel, table=True):
         Index("ix_task_runs_lease", "state", "lease_expires"),
         # web indexes: /metrics reads the task runs that ended since its last scrape.
         Index("ix_task_runs_end", "end_date"),
+        # the executor reads an execution's task runs that are not folded, in order
+        Index("ix_task_runs_open", "execution_id", "folded", "seq"),
     )
     id: str = Field(primary_key=True)
     execution_id: str = Field(index=True)
@@ -143,6 +155,11 @@ class TaskRunRow(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     seq: int = 0
     """Order of creation within the execution."""
+    folded: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    """Ended for good and counted in its loop's `progress`: the executor no longer reads
+    it when it plans (a loop of 10,000 items reads a few rows per step, not all)."""
+    progress: dict[str, Any] | None = _json()
+    """A loop's (or Parallel's) count of leading items folded, and whether any warned."""
 
 
 class LogRow(SQLModel, table=True):
