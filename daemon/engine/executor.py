@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Clock = Callable[[], float]
+COSTLY_STEP_SECONDS = 0.01  # a step this long is left to the executor thread, which batches
+STEP_COSTS_KEPT = 10_000  # executions whose step cost is remembered (a hint, not state)
 MASKED_COLUMNS = ("outputs", "error", "labels")
 """Columns of task runs and executions that renders fill, masked before they are written.
 (A task run's `value`, a loop's item, is kept: the loop's tasks read it back.)"""
@@ -124,6 +126,8 @@ class Executor:
         """Called inside the transaction that ends an execution; each returns the executions
         that ended because of what it wrote. Flow triggers fire here, so a fire commits
         with the end that caused it (once, even if the process dies right after)."""
+        self._step_costs: dict[str, float] = {}
+        """Executions whose last step took COSTLY_STEP_SECONDS or more (and how long)."""
         self.holds: Callable[[Row], bool] = _held_by_nobody
         """Whether a live worker of this process runs a task run: its expired lease is
         not taken away (the engine points this at its worker pool)."""
@@ -196,10 +200,26 @@ class Executor:
         if execution is None:
             return []
         if State(execution["state"]).terminal:
+            self._step_costs.pop(execution_id, None)
             if execution["dirty"] or execution["wake_at"] is not None:
                 tx.update_execution(execution_id, {"dirty": False, "wake_at": None})
             return []
-        return self._advance_rows(tx, execution, tx.open_task_runs(execution_id))
+        started = time.perf_counter()
+        ended = self._advance_rows(tx, execution, tx.open_task_runs(execution_id))
+        self._note_cost(execution_id, time.perf_counter() - started)
+        return ended
+
+    def _note_cost(self, execution_id: str, seconds: float) -> None:
+        if seconds >= COSTLY_STEP_SECONDS:
+            if len(self._step_costs) >= STEP_COSTS_KEPT:
+                self._step_costs.clear()
+            self._step_costs[execution_id] = seconds
+        else:
+            self._step_costs.pop(execution_id, None)
+
+    def _costly(self, execution_id: str) -> bool:
+        """Whether the last step of this execution took long: an in-memory hint only."""
+        return execution_id in self._step_costs
 
     def _advance_rows(self, tx: Tx, execution: Row, runs: list[Row]) -> list[Row]:
         flow = self.flows.get(
@@ -400,6 +420,13 @@ class Executor:
                 tx.update_execution(
                     execution["id"], {"labels": [{"key": k, "value": v} for k, v in merged.items()]}
                 )
+            if self._costly(execution["id"]):
+                # Its steps take long (a wide fan-out, every task run still open): the
+                # executor thread takes the finishes that gather meanwhile in one step.
+                # The mark is in this transaction, so a crash loses nothing.
+                tx.update_execution(execution["id"], {"dirty": True})
+                tx.committed.append(self.timers.notify)
+                return []
             return self.advance(tx, execution["id"])
 
         ended = self.store.retrying(finish)

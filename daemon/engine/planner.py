@@ -104,14 +104,16 @@ class Planner:
         renderer: Renderer,
         all_runs: Callable[[], list[Row]] | None = None,
     ) -> None:
-        """`runs` are the execution's task runs that are not folded; `all_runs` reads every
-        one of them (for expressions that read `outputs`, once something is folded)."""
+        """`runs` are the execution's task runs that are not folded, rows the planner may
+        change as it decides (the caller reads them fresh); `all_runs` reads every one of
+        them (for expressions that read `outputs`, once something is folded)."""
         self.flow = flow
         self.execution = dict(execution)  # the caller compares against the original
-        self.runs: list[Row] = [dict(r) for r in runs]
+        self.runs: list[Row] = list(runs)
         self._load_all = all_runs
         self._all: list[Row] | None = None
-        self.has_folded = any(Progress.of(r).folded for r in self.runs)
+        with_progress = [Progress.of(r) for r in self.runs if r.get("progress")]
+        self.has_folded = any(p.folded for p in with_progress)
         self.now = now
         self.renderer = renderer
         self.plan_ = Plan()
@@ -120,7 +122,7 @@ class Planner:
         self.children: dict[str | None, list[Row]] = {}
         for run in self.runs:
             self._index(run)
-        self.seq = max((max(r["seq"], Progress.of(r).seq) for r in self.runs), default=0)
+        self.seq = max([r["seq"] for r in self.runs] + [p.seq for p in with_progress], default=0)
         self.killing = bool(execution.get("kill_requested"))
         self._bases: dict[bool, dict[str, Any]] = {}
 

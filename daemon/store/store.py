@@ -230,14 +230,19 @@ class Tx:
 
     # -- task runs -----------------------------------------------------------------
     def task_runs(self, execution_id: str) -> list[Row]:
-        rows = self.connection.execute(_RUNS_OF_EXECUTION, {"id": execution_id}).mappings()
-        return [dict(r) for r in rows]
+        return self._rows(_RUNS_OF_EXECUTION, {"id": execution_id})
 
     def open_task_runs(self, execution_id: str) -> list[Row]:
         """The task runs the executor plans with: all but those folded into a loop's
         progress (ended for good and counted there)."""
-        rows = self.connection.execute(_OPEN_RUNS_OF_EXECUTION, {"id": execution_id}).mappings()
-        return [dict(r) for r in rows]
+        return self._rows(_OPEN_RUNS_OF_EXECUTION, {"id": execution_id})
+
+    def _rows(self, statement: Any, parameters: Row) -> list[Row]:
+        """Rows as dicts, the keys read once: a RowMapping per row costs several times more
+        (an execution's task runs are read at every step)."""
+        result = self.connection.execute(statement, parameters)
+        keys = list(result.keys())
+        return [dict(zip(keys, row, strict=True)) for row in result]
 
     def last_seq(self, execution_id: str) -> int:
         """The creation number of an execution's newest task run (0 when it has none)."""
