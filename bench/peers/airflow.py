@@ -14,7 +14,8 @@ with AIRFLOW_HOME in a fresh directory under CACHE/runs:
   its own), the `dag-processor` (parses the DAG files) and the `api-server` (the public
   REST API, and the execution API the tasks report to), on a free loopback port;
 - the default database, SQLite in AIRFLOW_HOME (Airflow 3 runs LocalExecutor on it), or
-  with `--db postgres` a fresh database on the PostgreSQL of scripts/services.d/postgres;
+  with `--db postgres` a fresh database on the PostgreSQL of scripts/services.d/postgres
+  (the `postgres` extra installed for it);
 - a token from `POST /auth/token` with the password the simple auth manager (the
   default) generated for its default user `admin`;
 - each DAG unpaused with `PATCH /api/v2/dags/{dag_id}`, runs started with
@@ -99,8 +100,16 @@ def install(notes: dict[str, str], postgres: bool, constraints: str | None) -> s
         (VENV / "installed-with.txt").write_text(how + "\n")
     if (VENV / "installed-with.txt").exists():
         notes["install"] = (VENV / "installed-with.txt").read_text().strip()
-    if postgres and subprocess.run([str(python), "-c", "import psycopg2"], check=False).returncode:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "psycopg2-binary"], check=True)
+    if postgres and subprocess.run([str(python), "-c", "import asyncpg"], check=False).returncode:
+        # the `postgres` extra, as Airflow documents for PostgreSQL: psycopg2 and asyncpg
+        version = subprocess.run(
+            [str(python), "-c", "import airflow; print(airflow.__version__)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        pip = [str(python), "-m", "pip", "install", "-q", f"apache-airflow[postgres]=={version}"]
+        subprocess.run(pip, check=True)
     done = subprocess.run(
         [str(python), "-c", "import airflow; print(airflow.__version__)"],
         capture_output=True,
@@ -145,7 +154,9 @@ def airflow(result: common.Result, args: argparse.Namespace) -> Iterator[common.
     if postgres:
         name = postgres_database()
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = POSTGRES.format(name=name)
-        database = "PostgreSQL 15 on 127.0.0.1 (scripts/services.d/postgres), psycopg2"
+        database = (
+            "PostgreSQL 15 on 127.0.0.1 (scripts/services.d/postgres), apache-airflow[postgres]"
+        )
     result.settings = {
         **notes,
         "executor": "LocalExecutor (the default): a process per task",

@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, suppress
 from dataclasses import asdict, dataclass, field
@@ -201,7 +202,9 @@ def burst(start: Start, state: State, count: int = W3_RUNS) -> float:
     for thread in threads:
         thread.join(RUN_TIMEOUT)
     if errors:
-        raise BenchError(f"{len(errors)} of {count} starts failed; the first: {errors[0]}")
+        kinds = Counter(f"{type(e).__name__}: {str(e)[:160]}" for e in errors)
+        shown = "; ".join(f"{n} x {kind}" for kind, n in kinds.most_common(3))
+        raise BenchError(f"{len(errors)} of {count} starts failed: {shown}")
     began = min(sent)
     unfinished = [run for run in ids if run is not None]
     failed: list[str] = []

@@ -1,6 +1,6 @@
 """Headwater's side of the peers bench: W1, W2, W3 against a real `headwater up`.
 
-    python bench/peers/headwater.py [--json FILE] [--keep]
+    python bench/peers/headwater.py [--commit REV] [--json FILE] [--keep]
 
 Makes a git repository in a temporary directory with three flows in namespace `bench`,
 starts `python -m headwater.daemon.cli up --repo <it> --data-dir <tmp> --port <free>` on
@@ -18,15 +18,16 @@ loopback only.
 These are the flows of `bench/api.py` (its figures 3, 5 and 6), which measures the same
 daemon through the same API; this script measures them as the peers are measured.
 
-It runs the `headwater` that this Python imports (run it with the repository's .venv).
+It runs the `headwater` that this Python imports (run it with the repository's .venv), so
+the working tree with whatever is uncommitted in it; `--commit REV` measures a commit
+instead: `git archive` of it, installed (`pip install`, not editable) into a virtual
+environment of its own under CACHE/headwater/ (see common.py), once per commit.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
-import os
 import subprocess
 import sys
 import tempfile
@@ -73,9 +74,44 @@ def make_repo(path: Path) -> None:
     subprocess.run([*git, "commit", "-q", "-m", "peers bench flows"], check=True)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def install_commit(rev: str) -> tuple[str, str]:
+    """A Python with Headwater at commit `rev` installed, and the commit's short sha."""
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    venv = common.CACHE / "headwater" / sha
+    python = venv / "bin" / "python"
+    if not (venv / "installed").exists():
+        common.say(f"installing Headwater at {sha} into {venv}")
+        source = venv / "source"
+        subprocess.run(["rm", "-rf", str(venv)], check=True)
+        source.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        done = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", str(source)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise common.BenchError(f"pip install of {sha} failed: {done.stderr[-1000:]}")
+        (venv / "installed").write_text(sha + "\n")
+    return str(python), sha
+
+
 def commit_of_source() -> str:
     """The commit of the Headwater source tree being measured (with '+' if it has changes)."""
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     try:
         sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
@@ -96,15 +132,25 @@ def commit_of_source() -> str:
 
 @contextlib.contextmanager
 def headwater(result: common.Result, args: argparse.Namespace) -> Iterator[common.Workloads]:
-    result.version = importlib.metadata.version("headwater")
+    python, commit = sys.executable, commit_of_source()
+    if args.commit:
+        python, commit = install_commit(args.commit)
+        commit += " (git archive, installed on its own)"
+    result.version = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('headwater'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    ).stdout.strip()
     home = Path(tempfile.mkdtemp(prefix="hw-peers-"))
     port = common.free_port()
     base = f"http://127.0.0.1:{port}"
     make_repo(home / "repo")
-    command = [sys.executable, "-m", "headwater.daemon.cli", "up", "--repo", str(home / "repo")]
+    command = [python, "-m", "headwater.daemon.cli", "up", "--repo", str(home / "repo")]
     command += ["--data-dir", str(home / "data"), "--port", str(port)]
     result.settings = {
-        "commit": commit_of_source(),
+        "commit": commit,
         "command": "headwater up --repo <tmp git repo> --data-dir <tmp> --port <free>",
         "store": "SQLite in the data directory (the default)",
         "workers": "4 threads (the default); runner: process (the default)",
@@ -154,6 +200,9 @@ def workload(base: str, flow_id: str) -> tuple[common.Start, common.State]:
     return start, state
 
 
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--commit", help="measure this commit (default: the working tree)")
+
+
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(common.main("Headwater", headwater, __doc__ or ""))
+    sys.exit(common.main("Headwater", headwater, __doc__ or "", options))

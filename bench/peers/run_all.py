@@ -10,9 +10,12 @@ each peer (how many times faster; more is better for Headwater), then each syste
 version and settings, the date, the machine and the load average before and after each
 system. Installing and starting a system is not counted.
 
-`--postgres` adds Airflow and Prefect on PostgreSQL (scripts/services.d/postgres) after
-their default SQLite runs. Run it with the repository's .venv: headwater.py starts the
-`headwater` that this Python imports. About an hour; Airflow takes most of it.
+Headwater is measured at the commit HEAD points to, exported and installed on its own
+(other work in the working tree does not count); `--working-tree` measures the tree as it
+is. `--postgres` adds Airflow and Prefect on PostgreSQL (scripts/services.d/postgres) after
+their default SQLite runs. With `--working-tree`, run it with the repository's .venv
+(headwater.py then starts the `headwater` this Python imports). About an hour, two with
+`--postgres`; the W3 runs of Prefect and Airflow take most of it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ SYSTEMS = {
 
 def run(script: list[str], out: Path) -> dict:
     """One system's script; its figures as written to --json (or its failure)."""
-    target = out / ("_".join([Path(script[0]).stem, *(a.strip("-") for a in script[1:])]) + ".json")
+    words = [Path(script[0]).stem, *(a.strip("-")[:12] for a in script[1:])]
+    target = out / ("_".join(words) + ".json")
     before = common.load()
     began = time.monotonic()
     done = subprocess.run(
@@ -105,7 +109,20 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=sorted(SYSTEMS), default=list(SYSTEMS))
     parser.add_argument("--postgres", action="store_true", help="peers on PostgreSQL too")
     parser.add_argument("--out", help="keep each system's JSON here (default: a temp dir)")
+    parser.add_argument(
+        "--working-tree",
+        action="store_true",
+        help="measure Headwater's working tree as it is (default: HEAD, exported on its own)",
+    )
     args = parser.parse_args()
+    if not args.working_tree:
+        head = subprocess.run(
+            ["git", "-C", str(HERE), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        SYSTEMS["headwater"] = ["headwater.py", "--commit", head]
     out = Path(args.out or tempfile.mkdtemp(prefix="hw-peers-"))
     out.mkdir(parents=True, exist_ok=True)
     scripts = [SYSTEMS[name] for name in args.only]
