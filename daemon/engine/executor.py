@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -126,6 +126,8 @@ class Executor:
         """Called inside the transaction that ends an execution; each returns the executions
         that ended because of what it wrote. Flow triggers fire here, so a fire commits
         with the end that caused it (once, even if the process dies right after)."""
+        self._local = threading.local()
+        """Per thread: whether the worker finishing an attempt will claim next."""
         self._step_costs: dict[str, float] = {}
         """Executions whose last step took COSTLY_STEP_SECONDS or more (and how long)."""
         self.holds: Callable[[Row], bool] = _held_by_nobody
@@ -292,6 +294,9 @@ class Executor:
         for child_id in plan.kill_executions:
             tx.update_execution(child_id, {"kill_requested": True, "dirty": True})
         claimable = sum(1 for r in new_runs if r["runnable"] and r["state"] == State.CREATED)
+        if claimable and getattr(self._local, "claiming", False):
+            self._local.claiming = False  # the finishing worker takes one itself
+            claimable -= 1
         if claimable:
             tx.committed.append(functools.partial(self.work.notify, claimable))
         if plan.ended and execution.get("parent_task_run_id"):
@@ -398,8 +403,18 @@ class Executor:
                     )
 
     # -- finishing attempts ----------------------------------------------------------------
-    def finish_attempt(self, run: Row, execution: Row, owner: str, result: TaskResult) -> bool:
-        """Record an attempt's result (retry, allowFailure), then advance.
+    def finish_attempt(
+        self,
+        run: Row,
+        execution: Row,
+        owner: str,
+        result: TaskResult,
+        logs: Sequence[Row] = (),
+        claiming: bool = False,
+    ) -> bool:
+        """Record an attempt's result (retry, allowFailure) and its last `logs`, then
+        advance. `claiming`: the calling worker claims next, so one fewer is woken for
+        the task runs this step makes claimable.
 
         False when the lease was lost: a late worker cannot overwrite a newer attempt.
         """
@@ -408,7 +423,8 @@ class Executor:
 
         def finish(tx: Tx) -> list[Row] | None:
             if not tx.finish_attempt(run["id"], run["attempt"], owner, values):
-                return None
+                return None  # not ours any more: nothing of it is written
+            tx.insert_logs(logs)
             if values["state"] == State.RETRYING.value:
                 # Workers wait for the earliest claimable time they know of: tell them
                 # of this one, due after its retry delay.
@@ -427,7 +443,11 @@ class Executor:
                 tx.update_execution(execution["id"], {"dirty": True})
                 tx.committed.append(self.timers.notify)
                 return []
-            return self.advance(tx, execution["id"])
+            self._local.claiming = claiming
+            try:
+                return self.advance(tx, execution["id"])
+            finally:
+                self._local.claiming = False
 
         ended = self.store.retrying(finish)
         if ended is None:

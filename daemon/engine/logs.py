@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from headwater.daemon import defaults
@@ -226,6 +227,24 @@ class LogWriter:
                     raise
             with self._room:
                 self._room.notify_all()
+
+    @contextmanager
+    def draining(self) -> Iterator[list[Row]]:
+        """The pending lines, for the caller to write in its own transaction (a task's
+        last lines with its result: one commit, not two). More than a batch is written
+        first, batch by batch; what the block leaves unwritten (it raised) is kept."""
+        while self._pending.bytes > FLUSH_BYTES:
+            self.flush()
+        with self._flushing:  # keeps the background writer from writing later lines first
+            with self._room:
+                rows, self._pending = self._pending.rows, _Pending()
+            try:
+                yield rows
+            except BaseException:
+                self._put_back(rows)
+                raise
+        with self._room:
+            self._room.notify_all()
 
     def _take_batch(self) -> list[Row]:
         with self._room:

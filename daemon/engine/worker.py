@@ -270,11 +270,19 @@ class Worker:
         failures = 0
         while True:
             try:
-                self.logs.flush()
                 if running.release:
+                    self.logs.flush()
                     self.store.release_task_run(run["id"], run["attempt"], self.name)
-                else:
-                    self.executor.finish_attempt(run, execution, self.name, result)
+                    return
+                with self.logs.draining() as lines:  # written with the result, in order
+                    self.executor.finish_attempt(
+                        run,
+                        execution,
+                        self.name,
+                        result,
+                        lines,
+                        claiming=not self.stopping.is_set(),
+                    )
                 return
             except OperationalError as error:
                 reason = store_unavailable(error)
