@@ -86,8 +86,40 @@ _OPEN_RUNS_OF_EXECUTION = (
     .order_by(TASK_RUNS.c.seq)
 )
 _LAST_SEQ = select(func.max(TASK_RUNS.c.seq)).where(TASK_RUNS.c.execution_id == bindparam("id"))
-_UPDATE_RUN = update(TASK_RUNS).where(TASK_RUNS.c.id == bindparam("_id"))
-_UPDATE_EXECUTION = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("_id"))
+_INSERT_EXECUTION = insert(EXECUTIONS)
+_INSERT_RUNS = insert(TASK_RUNS)
+_INSERT_LOGS = insert(LOGS)
+_REVISION = select(REVISIONS).where(
+    REVISIONS.c.namespace == bindparam("namespace"),
+    REVISIONS.c.flow_id == bindparam("flow_id"),
+    REVISIONS.c.revision == bindparam("revision"),
+)
+_LATEST_REVISION = (
+    select(REVISIONS)
+    .where(
+        REVISIONS.c.namespace == bindparam("namespace"), REVISIONS.c.flow_id == bindparam("flow_id")
+    )
+    .order_by(REVISIONS.c.revision.desc())
+    .limit(1)
+)
+_UPDATES: dict[tuple[str, frozenset[str]], Any] = {}
+"""UPDATE statements by table and the columns they set, built once: SQLAlchemy keeps the
+compiled form of a statement object, so the same object costs little the next time."""
+
+
+def _update(table: Any, columns: frozenset[str]) -> Any:
+    key = (table.name, columns)
+    statement = _UPDATES.get(key)
+    if statement is None:
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("_id"))
+            .values({name: bindparam(name) for name in columns})
+        )
+        _UPDATES[key] = statement
+    return statement
+
+
 _FINISH_ATTEMPT = update(TASK_RUNS).where(
     TASK_RUNS.c.id == bindparam("_id"),
     TASK_RUNS.c.attempt == bindparam("_attempt"),
@@ -166,10 +198,11 @@ class Tx:
         return [dict(r) for r in rows]
 
     def insert_execution(self, row: Row) -> None:
-        self.connection.execute(insert(EXECUTIONS), [row])
+        self.connection.execute(_INSERT_EXECUTION, [row])
 
     def update_execution(self, execution_id: str, values: Row) -> None:
-        self.connection.execute(_UPDATE_EXECUTION.values(values), {"_id": execution_id})
+        statement = _update(EXECUTIONS, frozenset(values))
+        self.connection.execute(statement, {**values, "_id": execution_id})
 
     def execution_by_trigger_key(self, key: str) -> Row | None:
         row = (
@@ -259,10 +292,11 @@ class Tx:
 
     def insert_task_runs(self, rows: Sequence[Row]) -> None:
         if rows:
-            self.connection.execute(insert(TASK_RUNS), list(rows))
+            self.connection.execute(_INSERT_RUNS, list(rows))
 
     def update_task_run(self, task_run_id: str, values: Row) -> None:
-        self.connection.execute(_UPDATE_RUN.values(values), {"_id": task_run_id})
+        statement = _update(TASK_RUNS, frozenset(values))
+        self.connection.execute(statement, {**values, "_id": task_run_id})
 
     def fold_task_runs(self, task_run_ids: Sequence[str]) -> None:
         """Mark ended task runs folded into their loop's progress (see planner.py)."""
@@ -293,19 +327,14 @@ class Tx:
     # -- logs ------------------------------------------------------------------------
     def insert_logs(self, rows: Sequence[Row]) -> None:
         if rows:
-            self.connection.execute(insert(LOGS), list(rows))
+            self.connection.execute(_INSERT_LOGS, list(rows))
 
     # -- flows ---------------------------------------------------------------------
     def revision(self, namespace: str, flow_id: str, revision: int | None = None) -> Row | None:
         """A revision of a flow, or its deployed (latest) one when `revision` is None."""
-        query = select(REVISIONS).where(
-            REVISIONS.c.namespace == namespace, REVISIONS.c.flow_id == flow_id
-        )
-        if revision is None:
-            query = query.order_by(REVISIONS.c.revision.desc()).limit(1)
-        else:
-            query = query.where(REVISIONS.c.revision == revision)
-        row = self.connection.execute(query).mappings().first()
+        parameters = {"namespace": namespace, "flow_id": flow_id, "revision": revision}
+        statement = _LATEST_REVISION if revision is None else _REVISION
+        row = self.connection.execute(statement, parameters).mappings().first()
         return dict(row) if row else None
 
     def insert_revision(self, row: Row) -> None:
