@@ -25,6 +25,7 @@ Row = dict[str, Any]
 ENV_PREFIX = "ENV_"
 
 
+ENVS_CACHED = 64  # environments whose ENV_ variables are remembered (one per engine)
 ISO_CACHE_SIZE = 65_536  # formatted times kept: the same execution is read again and again
 
 
@@ -36,10 +37,26 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_ENVS: dict[int, tuple[Mapping[str, str], int, dict[str, str]]] = {}
+
+
 def envs(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`ENV_*` variables, lower-cased, without the prefix (Kestra's `envs`)."""
+    """`ENV_*` variables, lower-cased, without the prefix (Kestra's `envs`).
+
+    Remembered per environment (walking every variable for every task run cost more
+    than the rest of its context); a variable added or removed reads them again.
+    """
     source = os.environ if environ is None else environ
-    return {k[len(ENV_PREFIX) :].lower(): v for k, v in source.items() if k.startswith(ENV_PREFIX)}
+    found = _ENVS.get(id(source))
+    if found is not None and found[0] is source and found[1] == len(source):
+        return found[2]
+    values = {
+        k[len(ENV_PREFIX) :].lower(): v for k, v in source.items() if k.startswith(ENV_PREFIX)
+    }
+    if len(_ENVS) > ENVS_CACHED:
+        _ENVS.clear()
+    _ENVS[id(source)] = (source, len(source), values)
+    return values
 
 
 def labels_map(labels: Sequence[Mapping[str, str]] | None) -> dict[str, str]:

@@ -62,6 +62,7 @@ SHUTDOWN_RELEASE_SECONDS = 10.0  # then this long to stop and be handed back
 RECORD_RETRY_SECONDS = 0.5  # an attempt's end the store refused is tried again after this
 RECORD_RETRY_MAX_SECONDS = 5.0  # ... growing to at most this
 UNRECORDABLE = "internal error: the task's result could not be recorded"
+EXECUTIONS_CACHED = 1000  # executions whose fixed parts a worker keeps
 
 
 @dataclass
@@ -235,10 +236,13 @@ class Worker:
         """Claim one due task run and run it to its end; False when there was none."""
         now = self.clock()
         run = self.store.claim_task_run(
-            self.name, now, now + self.settings.lease_seconds, clock=self.clock
+            self.name, now, now + self.settings.lease_seconds, self.clock, self._executions
         )
         if run is None:
             return False
+        fetched = run.pop("_execution", None)
+        if fetched is not None and run["execution_id"] not in self._executions:
+            self._remember(fetched)
         run["attempt_start"] = self.clock()
         running = Running(run)
         self.running[run["id"]] = running
@@ -313,11 +317,14 @@ class Worker:
                 cached = tx.execution(execution_id)
             if cached is None:
                 raise HeadwaterError(f"execution {execution_id} does not exist")
-            self._mask_secret_inputs(cached)
-            if len(self._executions) > 1000:
-                self._executions.clear()
-            self._executions[execution_id] = cached
+            self._remember(cached)
         return cached
+
+    def _remember(self, execution: Row) -> None:
+        self._mask_secret_inputs(execution)
+        if len(self._executions) > EXECUTIONS_CACHED:
+            self._executions.clear()
+        self._executions[execution["id"]] = execution
 
     def _mask_secret_inputs(self, execution: Row) -> None:
         """Mask SECRET inputs here too: this process may not be the one that created it."""

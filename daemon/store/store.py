@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -101,6 +101,17 @@ _LATEST_REVISION = (
     )
     .order_by(REVISIONS.c.revision.desc())
     .limit(1)
+)
+_OLDEST_QUEUED = (
+    select(EXECUTIONS.c.id)
+    .where(
+        EXECUTIONS.c.namespace == bindparam("namespace"),
+        EXECUTIONS.c.flow_id == bindparam("flow_id"),
+        EXECUTIONS.c.state == "QUEUED",
+        EXECUTIONS.c.parent_execution_id.is_(None),
+    )
+    .order_by(EXECUTIONS.c.created_at, EXECUTIONS.c.id)
+    .limit(bindparam("limit"))
 )
 _UPDATES: dict[tuple[str, frozenset[str]], Any] = {}
 """UPDATE statements by table and the columns they set, built once: SQLAlchemy keeps the
@@ -247,19 +258,8 @@ class Tx:
 
     def oldest_queued(self, namespace: str, flow_id: str, limit: int) -> list[str]:
         """Ids of a flow's QUEUED top-level executions, oldest first."""
-        return list(
-            self.connection.execute(
-                select(EXECUTIONS.c.id)
-                .where(
-                    EXECUTIONS.c.namespace == namespace,
-                    EXECUTIONS.c.flow_id == flow_id,
-                    EXECUTIONS.c.state == "QUEUED",
-                    EXECUTIONS.c.parent_execution_id.is_(None),
-                )
-                .order_by(EXECUTIONS.c.created_at, EXECUTIONS.c.id)
-                .limit(limit)
-            ).scalars()
-        )
+        parameters = {"namespace": namespace, "flow_id": flow_id, "limit": limit}
+        return list(self.connection.execute(_OLDEST_QUEUED, parameters).scalars())
 
     # -- task runs -----------------------------------------------------------------
     def task_runs(self, execution_id: str) -> list[Row]:
@@ -782,11 +782,14 @@ class Store:
         now: float,
         lease_until: float,
         clock: Callable[[], float] | None = None,
+        known: Container[str] = (),
     ) -> Row | None:
         """Take the oldest runnable task run that is due, with a lease; None if there is none.
 
         With `clock`, the time is read again once the write lock is held: a wait for the
-        lock must not make a task run start before it was created.
+        lock must not make a task run start before it was created. Unless its execution
+        is in `known`, the execution's row comes along as `run["_execution"]` (read in the
+        same transaction, not another).
         """
         statement = _CLAIM_SQLITE if self.sqlite else _CLAIM_LOCKING
         with self.write() as tx:
@@ -797,7 +800,12 @@ class Store:
                 .mappings()
                 .first()
             )
-            return dict(row) if row else None
+            if row is None:
+                return None
+            run = dict(row)
+            if run["execution_id"] not in known:
+                run["_execution"] = tx.execution(run["execution_id"])
+            return run
 
     def record_pgid(self, task_run_id: str, attempt: int, owner: str, pgid: int) -> bool:
         """Keep the process group of a running attempt, while `owner` still holds it."""
