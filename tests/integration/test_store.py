@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -15,7 +16,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from headwater.daemon.store.db import make_engine, sqlite_url
-from headwater.daemon.store.migrate import alembic_config, upgrade
+from headwater.daemon.store.migrate import HEAD, alembic_config, current_version, upgrade
 from headwater.daemon.store.store import Row, Store
 from headwater.daemon.store.tables import metadata
 
@@ -69,6 +70,27 @@ def test_upgrade_twice_is_harmless(tmp_path: Path, db_url: str | None) -> None:
         assert heads == (ScriptDirectory.from_config(alembic_config()).get_current_head(),)
         if db_url is None:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def test_the_head_the_daemon_checks_at_start_is_the_newest_migration() -> None:
+    """A database at HEAD skips loading Alembic; a HEAD older than the newest migration
+    would leave a database unmigrated."""
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
+
+
+def test_a_database_behind_is_migrated_even_with_the_fast_check(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    engine = make_engine(db_url or sqlite_url(tmp_path))
+    config = alembic_config()
+    with engine.begin() as connection:  # a store made by the previous version
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+    assert current_version(engine) == "0003"
+    upgrade(engine)
+    assert current_version(engine) == HEAD
+    assert "folded" in {c["name"] for c in inspect(engine).get_columns("task_runs")}
     engine.dispose()
 
 
