@@ -278,7 +278,10 @@ class SyncStateRow(SQLModel, table=True):
     """What is deployed and how sync is steered (a single row, id 1)."""
 
     __tablename__ = "sync_state"
-    id: int = Field(default=1, primary_key=True)
+    # No default: an integer key is then autoincrement as the migration made it (SERIAL
+    # on PostgreSQL), so a store created from these models has the schema of one migrated
+    # to them. The one row is inserted with id 1.
+    id: int | None = Field(default=None, primary_key=True)
     repository: str | None = None
     branch: str | None = None
     deployed_commit: str | None = None

@@ -3,15 +3,18 @@ migrations, claiming, leases, compare-and-set."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from postgres import fresh_database
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
@@ -92,6 +95,48 @@ def test_a_database_behind_is_migrated_even_with_the_fast_check(
     assert current_version(engine) == HEAD
     assert "folded" in {c["name"] for c in inspect(engine).get_columns("task_runs")}
     engine.dispose()
+
+
+def schema_of(engine: Any) -> dict[str, Any]:
+    """Every table's columns (type, nullable, default), indexes, keys and constraints."""
+    found: dict[str, Any] = {}
+    inspector = inspect(engine)
+    for table in inspector.get_table_names():
+        columns = {
+            c["name"]: (str(c["type"]), c["nullable"], str(c.get("default")))
+            for c in inspector.get_columns(table)
+        }
+        indexes = {
+            i["name"]: (tuple(i["column_names"]), bool(i["unique"]))
+            for i in inspector.get_indexes(table)
+        }
+        uniques = {
+            u["name"]: tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+        }
+        key = tuple(inspector.get_pk_constraint(table)["constrained_columns"])
+        found[table] = (columns, indexes, uniques, key)
+    return found
+
+
+def test_a_new_database_gets_the_schema_the_migrations_make(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """An empty database is created from the table models (fast, at a first start), an
+    older one migrated step by step: both must end with the same schema."""
+    for name in ("migrated", "created"):
+        (tmp_path / name).mkdir()
+    migrated = make_engine(db_url or sqlite_url(tmp_path / "migrated"))
+    config = alembic_config()
+    with migrated.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with fresh_database() if db_url else contextlib.nullcontext(None) as other_url:
+        created = make_engine(other_url or sqlite_url(tmp_path / "created"))
+        upgrade(created)
+        assert current_version(created) == HEAD
+        assert schema_of(created) == schema_of(migrated)
+        created.dispose()
+    migrated.dispose()
 
 
 def test_claim_takes_due_runs_in_order_and_only_once(store: Store) -> None:
