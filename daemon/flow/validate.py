@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import ValidationError
 from yaml.nodes import ScalarNode
 
-from headwater.daemon import expressions
 from headwater.daemon.errors import Diagnostic, Position, ValidationFailed
 from headwater.daemon.flow import plugindefaults
 from headwater.daemon.flow.checks import check_flow
@@ -127,6 +126,9 @@ def check_expressions(doc: SourceDocument) -> list[Diagnostic]:
     for node in doc.braced:
         if not is_expression(node.value) or _known_good(node.value):
             continue
+        # Here, not at the top: a file with no expression does without the package (issue 12).
+        from headwater.daemon import expressions
+
         try:
             expressions.parse(node.value)
             _remember_good(node.value)

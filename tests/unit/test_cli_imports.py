@@ -113,6 +113,27 @@ def test_validate_of_one_file_builds_no_store_web_or_runner() -> None:
     assert loaded(modules, NOT_FOR_VALIDATE) == []
 
 
+def test_validate_of_a_file_without_expressions_leaves_the_expression_language_out(
+    tmp_path: Path,
+) -> None:
+    flow = tmp_path / "plain.yaml"
+    flow.write_text(
+        "id: plain\nnamespace: n\ntasks:\n  - id: a\n    type: core.log.Log\n    message: hi\n"
+    )
+    modules = modules_after(
+        f"""
+        from headwater.daemon.cli import main
+
+        try:
+            main.main(["validate", {str(flow)!r}], standalone_mode=False)
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        """
+    )
+    assert "headwater.daemon.flow.model" in modules
+    assert loaded(modules, ("headwater.daemon.expressions", "croniter", "pathspec")) == []
+
+
 def test_importing_the_flow_models_builds_no_validator() -> None:
     modules = modules_after(
         """
