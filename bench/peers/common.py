@@ -336,6 +336,9 @@ def main(
     )
     parser.add_argument("--json", help="also write the figures to this file as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the run's home directory")
+    parser.add_argument(
+        "--only", nargs="+", choices=("w1", "w2", "w3"), help="measure these workloads only"
+    )
     if options:
         options(parser)
     args = parser.parse_args()
@@ -344,7 +347,8 @@ def main(
     try:
         with system(result, args) as workloads:
             result.setup_seconds = time.monotonic() - began
-            measure(result, workloads, say)
+            wanted = {k: v for k, v in workloads.items() if k in (args.only or workloads)}
+            measure(result, wanted, say)
     except BenchError as exc:
         result.error = str(exc)
         say(f"{name}: {exc}")

@@ -14,8 +14,8 @@ Headwater is measured at the commit HEAD points to, exported and installed on it
 (other work in the working tree does not count); `--working-tree` measures the tree as it
 is. `--postgres` adds Airflow and Prefect on PostgreSQL (scripts/services.d/postgres) after
 their default SQLite runs. With `--working-tree`, run it with the repository's .venv
-(headwater.py then starts the `headwater` this Python imports). About an hour, two with
-`--postgres`; the W3 runs of Prefect and Airflow take most of it.
+(headwater.py then starts the `headwater` this Python imports). About half an hour, an
+hour with `--postgres` (on 2 cores); the peers' W3 bursts take most of it.
 """
 
 from __future__ import annotations
