@@ -23,14 +23,18 @@ import pathspec
 
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, Position
+from headwater.daemon.flow.inputs import NAMESPACE_FILE_PREFIX
 from headwater.daemon.flow.repository import (
     Located,
     add_errors,
+    check_namespace_files,
     check_references,
     find_loop,
     loop_edges,
     loop_problem,
+    missing_namespace_files,
     namespace_file_problem,
+    namespace_files_folder,
     paused_gc,
     place_of,
     references,
@@ -242,6 +246,7 @@ def plan_commit(
         )
     _check_references(tx, result, deployed)
     _check_trigger_loops(tx, result)
+    _check_namespace_files(mirror, head, flows_dir, result, deployed, deleted_paths)
     if check is not None:
         for change in result.changes:
             if change.parsed is not None and isinstance(change.parsed.raw, dict):
@@ -385,6 +390,68 @@ def _check_references(tx: DeployedState, result: Reconciliation, deployed: _Depl
                 "which this commit deletes; change this flow in the same commit",
             )
         )
+
+
+def _check_namespace_files(
+    mirror: Mirror,
+    head: str,
+    flows_dir: str,
+    result: Reconciliation,
+    deployed: _Deployed,
+    deleted_paths: set[str],
+) -> None:
+    """Refuse FILE inputs defaulting to a namespace file (`nsfile:///path`) that `head`
+    does not have: in the flows this commit changes, and in the deployed flows of the
+    namespaces whose files it deletes."""
+    listed: dict[str, set[str]] = {}
+
+    def files_of(namespace: str) -> set[str]:
+        if namespace not in listed:
+            folder = namespace_files_folder(flows_dir, namespace)
+            entries = mirror.tree(head, folder)
+            listed[namespace] = {
+                e.path[len(folder) :]
+                for e in entries
+                if e.mode not in (SYMLINK_MODE, SUBMODULE_MODE) and e.path.startswith(folder)
+            }
+        return listed[namespace]
+
+    changed = [c.parsed for c in result.changes if c.action != "delete" and c.parsed is not None]
+    check_namespace_files(changed, files_of, flows_dir)
+    places = [
+        place_of(PurePosixPath(p).relative_to(flows_dir).parts, flows_dir) for p in deleted_paths
+    ]
+    emptied = {p.namespace for p in places if p.kind == "namespace_file" and p.namespace}
+    if emptied:
+        touched = {(c.namespace, c.flow_id) for c in result.changes}
+        rows = [
+            row
+            for key, row in deployed.all().items()
+            if key[0] in emptied and key not in touched and row.get("blob")
+        ]
+        result.errors += _unchanged_flows_missing_files(mirror, rows, files_of, flows_dir)
+
+
+def _unchanged_flows_missing_files(
+    mirror: Mirror, rows: list[Row], files_of: Callable[[str], set[str]], flows_dir: str
+) -> list[Diagnostic]:
+    """Errors of deployed flows, not changed by the commit, whose FILE defaults name a
+    namespace file the commit deletes."""
+    blobs = mirror.read_blobs(row["blob"] for row in rows)
+    found: list[Diagnostic] = []
+    for row in rows:
+        data = blobs[row["blob"]]
+        if NAMESPACE_FILE_PREFIX.encode() not in data:
+            continue  # the common case: no flow to parse
+        path = row.get("path") or f"{row['namespace']}/{row['flow_id']}"
+        item = Located(FsPath(path), path, row["namespace"], row["flow_id"])
+        flow_file = validate_blob(data, item)
+        folder = namespace_files_folder(flows_dir, row["namespace"])
+        problems = missing_namespace_files(flow_file.raw, files_of(row["namespace"]), folder, True)
+        if problems and flow_file.source is not None:
+            doc = flow_file.source.with_nodes()
+            found += [doc.error(where, message) for where, message in problems]
+    return found
 
 
 GUARDED = "guarded trigger"

@@ -96,6 +96,7 @@ class Engine:
         """`environ` is where secrets (`SECRET_*`) and `envs` (`ENV_*`) come from (default:
         this process's); `namespace_files` gives a namespace's files at a commit."""
         self.settings = settings
+        self.namespace_files = namespace_files
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_data_dir(settings.data_dir)
         task_user = (
@@ -189,7 +190,9 @@ class Engine:
         return row
 
     # -- executions ----------------------------------------------------------------------
-    def _inputs(self, flow: Flow, given: Mapping[str, Any], execution_id: str) -> dict[str, Any]:
+    def _inputs(
+        self, flow: Flow, given: Mapping[str, Any], execution_id: str, commit: str | None
+    ) -> dict[str, Any]:
         def store_file(input_id: str, upload: UploadedFile) -> str:
             key = (
                 f"{flow.namespace.replace('.', '/')}/{flow.id}/executions/{execution_id}/"
@@ -197,7 +200,14 @@ class Engine:
             )
             return self.storage.put(key, upload.data)
 
-        resolved = resolve_inputs(flow.inputs, given, store_file=store_file)
+        def read_namespace_file(path: str) -> bytes:  # a FILE default's nsfile:///path
+            if self.namespace_files is None:
+                raise LookupError(path)
+            return self.namespace_files(flow.namespace, commit)[path]
+
+        resolved = resolve_inputs(
+            flow.inputs, given, store_file=store_file, read_namespace_file=read_namespace_file
+        )
         secret_ids = {i.id for i in flow.inputs or () if isinstance(i, SecretInput)}
         self.masker.add(secret_values(flow.inputs, resolved))
 

@@ -97,8 +97,9 @@ class ExecutionRequest:
     """The inputs are an execution's typed inputs already (a replay): not resolved again."""
 
 
-InputResolver = Callable[[Flow, Mapping[str, Any], str], dict[str, Any]]
-"""(flow, given inputs, execution id) -> typed inputs; raises HeadwaterError when refused."""
+InputResolver = Callable[[Flow, Mapping[str, Any], str, str | None], dict[str, Any]]
+"""(flow, given inputs, execution id, commit of the flow's revision) -> typed inputs;
+raises HeadwaterError when refused."""
 
 
 class Executor:
@@ -175,7 +176,8 @@ class Executor:
         execution_id = request.execution_id or uuid.uuid4().hex[:22]
         inputs = request.inputs
         if self.resolve_inputs is not None and not request.inputs_resolved:
-            inputs = self.resolve_inputs(flow, request.inputs, execution_id)
+            commit = revision_row.get("commit_sha")
+            inputs = self.resolve_inputs(flow, request.inputs, execution_id, commit)
         labels = {**_flow_labels(flow), **request.labels}
         row = execution_row(
             request,
@@ -410,11 +412,12 @@ class Executor:
         owner: str,
         result: TaskResult,
         logs: Sequence[Row] = (),
-        claiming: bool = False,
+        claim: Callable[[Tx], None] | None = None,
     ) -> bool:
         """Record an attempt's result (retry, allowFailure) and its last `logs`, then
-        advance. `claiming`: the calling worker claims next, so one fewer is woken for
-        the task runs this step makes claimable.
+        advance. `claim`: the calling worker claims its next task run in the same
+        transaction (one commit, not two), so one fewer is woken for the task runs this
+        step makes claimable.
 
         False when the lease was lost: a late worker cannot overwrite a newer attempt.
         """
@@ -442,12 +445,16 @@ class Executor:
                 # The mark is in this transaction, so a crash loses nothing.
                 tx.update_execution(execution["id"], {"dirty": True})
                 tx.committed.append(self.timers.notify)
-                return []
-            self._local.claiming = claiming
-            try:
-                return self.advance(tx, execution["id"])
-            finally:
-                self._local.claiming = False
+                ended: list[Row] = []
+            else:
+                self._local.claiming = claim is not None
+                try:
+                    ended = self.advance(tx, execution["id"])
+                finally:
+                    self._local.claiming = False
+            if claim is not None:
+                claim(tx)
+            return ended
 
         ended = self.store.retrying(finish)
         if ended is None:

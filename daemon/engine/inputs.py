@@ -55,6 +55,11 @@ How it decides:
   the dot. Uploads are stored through `store_file` after every input is valid, in
   declaration order; until then expressions see the file's name. A flow with a FILE
   input needs a `store_file`, whether or not a file was given (ValueError otherwise).
+- A FILE input's `defaults` may name a namespace file of the flow's namespace,
+  `nsfile:///path/in/_files`: when the default is used, `read_namespace_file` reads
+  that file (at the commit of the flow's revision) and it is then handled as an
+  upload of that name, so its value is a copy in internal storage. A given value is
+  data: an `nsfile://` URI given as a value is refused.
 - Problems come in declaration order, after those about ids the flow does not declare.
 """
 
@@ -67,6 +72,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from pathlib import PurePosixPath
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
@@ -82,6 +88,8 @@ from headwater.daemon.expressions import (
 )
 from headwater.daemon.expressions.values import INT_MAX
 from headwater.daemon.flow.inputs import (
+    NAMESPACE_FILE_PREFIX,
+    STORED_FILE_PREFIXES,
     ArrayInput,
     BooleanInput,
     DateInput,
@@ -100,10 +108,10 @@ from headwater.daemon.flow.inputs import (
     TimeInput,
     UriInput,
     YamlInput,
+    namespace_file_path,
 )
 from headwater.daemon.flow.types import parse_duration
 
-STORED_FILE_PREFIXES = ("kestra://", "hw://")  # a FILE value already in internal storage
 SHOWN_VALUE_CHARS = 40  # a value quoted in a message is cut to this many characters
 SHOWN_CHOICES = 20  # a SELECT's values listed in a message, at most
 SHOWN_ITEM_PROBLEMS = 5  # problems of an ARRAY's items listed, at most
@@ -148,6 +156,10 @@ class InputsRefused(HeadwaterError):
 StoreFile = Callable[[str, UploadedFile], str]
 """(input id, file) -> the internal-storage URI the input's value becomes."""
 
+ReadNamespaceFile = Callable[[str], bytes]
+"""(path inside the flow's `_files/`) -> that namespace file's content; LookupError when
+there is no such file."""
+
 
 def resolve_inputs(
     declared: Sequence[Input] | None,
@@ -155,17 +167,19 @@ def resolve_inputs(
     *,
     store_file: StoreFile | None = None,
     context: Mapping[str, Any] | None = None,
+    read_namespace_file: ReadNamespaceFile | None = None,
 ) -> dict[str, Any]:
     """Typed values of a flow's inputs, or InputsRefused listing every problem.
 
     `context` holds what expressions in defaults and conditions may read besides
-    `inputs` (flow, execution, vars, …). Nothing is stored unless everything is valid
-    (files are stored last).
+    `inputs` (flow, execution, vars, …). `read_namespace_file` reads the flow's
+    namespace files, for FILE defaults that name one (without it, none exists).
+    Nothing is stored unless everything is valid (files are stored last).
     """
     inputs = list(declared or ())
     if store_file is None and any(isinstance(i, FileInput) for i in inputs):
         raise ValueError("resolve_inputs needs store_file for a flow with a FILE input")
-    run = _Run(inputs, given, context or {})
+    run = _Run(inputs, given, context or {}, read_namespace_file)
     for item in _order(inputs, run.dependencies):
         run.resolve(item)
     problems = _unknown_ids(inputs, given)
@@ -203,10 +217,15 @@ class _Run:
     """The state of one resolution: values so far, problems, uploads to store."""
 
     def __init__(
-        self, inputs: list[Input], given: Mapping[str, Any], context: Mapping[str, Any]
+        self,
+        inputs: list[Input],
+        given: Mapping[str, Any],
+        context: Mapping[str, Any],
+        read_namespace_file: ReadNamespaceFile | None = None,
     ) -> None:
         self.given = given
         self.context = context
+        self.read_namespace_file = read_namespace_file
         self.values: dict[str, Any] = {}
         self.problems: dict[str, str] = {}
         self.skipped: set[str] = set()
@@ -231,12 +250,32 @@ class _Run:
         default = self.render(item.defaults, "defaults")
         if default is not None:
             try:
-                return self._check(item, default)
+                return self._check(item, self._namespace_file(item, default))
             except _Refused as refused:
                 _refuse(f"its default value is invalid: {refused.reason}")
         if item.required and shown:
             _refuse("is required")
         return None
+
+    def _namespace_file(self, item: Input, default: Any) -> Any:
+        """A FILE input's default that names a namespace file is that file, read now."""
+        if not isinstance(item, FileInput) or not (
+            isinstance(default, str) and default.startswith(NAMESPACE_FILE_PREFIX)
+        ):
+            return default
+        try:
+            path = namespace_file_path(default)
+        except ValueError as exc:
+            _refuse(str(exc))
+        try:
+            if self.read_namespace_file is None:
+                raise LookupError(path)
+            data = self.read_namespace_file(path)
+        except LookupError:
+            _refuse(
+                f"namespace file {path} does not exist in the flow's namespace (its _files/ folder)"
+            )
+        return UploadedFile(PurePosixPath(path).name, data)
 
     def _shown(self, item: Input) -> bool:
         condition = item.dependsOn.condition if item.dependsOn else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import logging
 import shutil
 import threading
@@ -47,7 +48,7 @@ from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.base import Task
 from headwater.daemon.flow.tasks.workingdirectory import WorkingDirectory
-from headwater.daemon.store.store import Row, Store
+from headwater.daemon.store.store import Row, Store, Tx
 from headwater.daemon.store.writes import store_unavailable
 from headwater.runners.base import LineSink, Runner, RunResult, RunSpec
 
@@ -230,16 +231,25 @@ class Worker:
         self._executions: dict[str, Row] = {}
         self.stopping = threading.Event()
         """Set when the worker is to stop (its pool's stop event once it serves)."""
+        self._next: Row | None = None
+        """The task run claimed in the commit that recorded the last one, to run next."""
+        self._found_none = False
+        """That commit found nothing to claim: wait for work rather than ask again."""
 
     # -- one step ----------------------------------------------------------------------
     def run_once(self) -> bool:
         """Claim one due task run and run it to its end; False when there was none."""
-        now = self.clock()
-        run = self.store.claim_task_run(
-            self.name, now, now + self.settings.lease_seconds, self.clock, self._executions
-        )
+        run, self._next = self._next, None
         if run is None:
-            return False
+            if self._found_none:  # the last commit looked already
+                self._found_none = False
+                return False
+            now = self.clock()
+            run = self.store.claim_task_run(
+                self.name, now, now + self.settings.lease_seconds, self.clock, self._executions
+            )
+            if run is None:
+                return False
         fetched = run.pop("_execution", None)
         if fetched is not None and run["execution_id"] not in self._executions:
             self._remember(fetched)
@@ -285,7 +295,7 @@ class Worker:
                         self.name,
                         result,
                         lines,
-                        claiming=not self.stopping.is_set(),
+                        claim=None if self.stopping.is_set() else self._claim_in,
                     )
                 return
             except OperationalError as error:
@@ -305,6 +315,21 @@ class Worker:
                     raise  # even the failure could not be recorded: the lease decides
                 log.exception("cannot record a task run's result", extra={"task_run": run["id"]})
                 result = TaskResult(State.FAILED, error=f"{UNRECORDABLE}: {type(exc).__name__}")
+
+    def _claim_in(self, tx: Tx) -> None:
+        """Claim the next task run in `tx`, the commit that records the last one."""
+        now = self.clock()
+        run = tx.claim_task_run(self.name, now, now + self.settings.lease_seconds, self._executions)
+        tx.committed.append(functools.partial(self._claimed, run))
+
+    def _claimed(self, run: Row | None) -> None:
+        self._next, self._found_none = run, run is None
+
+    def hand_back_claimed(self) -> None:
+        """Hand back the task run claimed for later and not started (the worker stops)."""
+        run, self._next = self._next, None
+        if run is not None:
+            self.store.release_task_run(run["id"], run["attempt"], self.name)
 
     def _fresh_directory(self, run: Row) -> Path:
         return self.settings.data_dir / WORKDIRS / f"{run['id']}-{run['attempt']}"
@@ -509,6 +534,10 @@ class Worker:
                 stop.wait(1.0)
                 continue
             seen = self.executor.work.wait(self._idle_wait(), seen)
+        try:
+            self.hand_back_claimed()
+        except Exception:
+            log.exception("cannot hand back a claimed task run", extra={"worker": self.name})
 
     def _idle_wait(self) -> float:
         due = self.store.next_claimable()

@@ -20,6 +20,9 @@ from headwater.daemon.flow.types import (
 
 InputId = Annotated[str, *identifier("input id", re.compile(r"[a-zA-Z_][a-zA-Z0-9_-]*"))]
 
+NAMESPACE_FILE_PREFIX = "nsfile://"  # Kestra's URI of a namespace file: nsfile:///path/in/_files
+STORED_FILE_PREFIXES = ("kestra://", "hw://")  # a FILE value already in internal storage
+
 
 class DependsOn(Model):
     """Inputs this one depends on, and when it is shown."""
@@ -167,7 +170,8 @@ class EmailInput(Input):
 
 
 class FileInput(Input):
-    """An uploaded file, kept in internal storage and readable by tasks."""
+    """An uploaded file, kept in internal storage and readable by tasks; `defaults` may
+    name a namespace file of the flow's namespace as `nsfile:///path`."""
 
     extension: Text | None = None
     """Required file name extension, e.g. .csv."""
@@ -279,3 +283,49 @@ def _check_defaults(kind: str, raw: dict[str, Any], path: Any, report: Any) -> N
             where,
             f"defaults of a DURATION input must be an ISO-8601 duration, got {describe(value)}",
         )
+    elif kind == "FILE":
+        problem = _file_default_problem(value)
+        if problem:
+            report(where, problem)
+
+
+def _file_default_problem(value: object) -> str | None:
+    if isinstance(value, str) and value.startswith(NAMESPACE_FILE_PREFIX):
+        try:
+            namespace_file_path(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    if isinstance(value, str) and value.startswith(STORED_FILE_PREFIXES):
+        return None
+    return (
+        "defaults of a FILE input must name a namespace file of the flow's namespace, "
+        f"like nsfile:///data/sample.csv, got {describe(value)}"
+    )
+
+
+def namespace_file_path(uri: str) -> str:
+    """The path inside the flow's namespace files (its `_files/` folder) that an
+    `nsfile:///path` URI names, e.g. `data/sample.csv`; ValueError saying why otherwise.
+
+    Only the flow's own namespace can be named: `nsfile://other.namespace/path`, which
+    Kestra reads from another namespace, is refused.
+    """
+    rest = uri.removeprefix(NAMESPACE_FILE_PREFIX)
+    if rest == uri:
+        raise ValueError(f"'{uri}' is not a namespace file URI (nsfile:///path)")
+    if not rest.startswith("/"):
+        other = rest.split("/", 1)[0]
+        raise ValueError(
+            f"'{uri}' names namespace '{other}': a FILE input's default can only name a "
+            "namespace file of the flow's own namespace, written nsfile:///path"
+        )
+    parts = rest[1:].split("/")
+    if parts == [""]:
+        raise ValueError(f"'{uri}' names no file: write nsfile:///path/in/_files")
+    if any(part in ("", ".", "..") or "\\" in part for part in parts):
+        raise ValueError(
+            f"'{uri}' is not a plain path inside the namespace files "
+            "(no empty parts, '.', '..' or backslashes)"
+        )
+    return "/".join(parts)

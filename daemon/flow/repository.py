@@ -3,7 +3,8 @@
 `scan` reads a flows folder from disk, checks the contract of DESIGN.md (folder names,
 `_files/`, no symbolic links, size limits, one file per id, `namespace:` and `id:`
 equal to where the file is), validates every flow, and checks references between
-flows (a subflow or flow trigger naming a flow that does not exist).
+flows (a subflow or flow trigger naming a flow that does not exist) and to namespace
+files (a FILE input defaulting to `nsfile:///path` that is not in `_files/`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 import stat
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 from headwater.daemon import defaults
 from headwater.daemon.errors import Diagnostic, Position
 from headwater.daemon.flow import registry as reg
+from headwater.daemon.flow.inputs import NAMESPACE_FILE_PREFIX, namespace_file_path
 from headwater.daemon.flow.validate import FlowFile, validate_text
 from headwater.daemon.flow.walk import iter_tasks
 from headwater.daemon.lifeline import exit_with
@@ -139,6 +141,8 @@ def scan(
             tree.flows = [validate_located(item) for item in located]
     check_references(tree.flows)
     check_trigger_loops(tree.flows)
+    files = {namespace: set(paths) for namespace, paths in tree.namespace_files.items()}
+    check_namespace_files(tree.flows, lambda ns: files.get(ns, set()), _rel(top, repo_root))
     return tree
 
 
@@ -436,6 +440,69 @@ def _missing_references(
                     "which does not exist in the flows folder"
                 ),
             )
+
+
+# -- namespace files named by FILE inputs ---------------------------------------------------
+
+FilePath = tuple[tuple[str | int, ...], str, str]
+"""(path of an input's `defaults`, the input's id, the file's path inside `_files/`)."""
+
+
+def namespace_file_defaults(raw: Any) -> list[FilePath]:
+    """Every FILE input whose literal default names a namespace file (`nsfile:///path`);
+    a malformed URI is left to the input's own checks."""
+    inputs = raw.get("inputs") if isinstance(raw, dict) else None
+    found: list[FilePath] = []
+    for i, item in enumerate(inputs if isinstance(inputs, list) else []):
+        if not isinstance(item, dict) or str(item.get("type", "")).upper() != "FILE":
+            continue
+        value = item.get("defaults")
+        if _literal(value) and value.startswith(NAMESPACE_FILE_PREFIX):
+            try:
+                found.append(
+                    (("inputs", i, "defaults"), str(item.get("id")), namespace_file_path(value))
+                )
+            except ValueError:
+                continue
+    return found
+
+
+def namespace_files_folder(flows_dir: str, namespace: str) -> str:
+    """Where a namespace's files are in the repository: `flows/company/team/_files/`."""
+    folders = namespace.replace(".", "/")
+    return f"{flows_dir.rstrip('/')}/{folders}/{defaults.NAMESPACE_FILES_DIR}/"
+
+
+def missing_namespace_files(
+    raw: Any, files: Container[str], folder: str, deleted: bool = False
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path, message) of each FILE default naming a file that is not in `files`;
+    `deleted`: the file is there before the commit checked, which deletes it."""
+    found = []
+    for path, input_id, inner in namespace_file_defaults(raw):
+        if inner in files:
+            continue
+        why = (
+            f"which this commit deletes ({folder}{inner}); change this flow in the same commit"
+            if deleted
+            else f"which does not exist (there is no {folder}{inner})"
+        )
+        message = f"FILE input '{input_id}' defaults to namespace file {inner}, {why}"
+        found.append((path, f"{format_path(path)}: {message}"))
+    return found
+
+
+def check_namespace_files(
+    flows: Iterable[FlowFile], files_of: Callable[[str], Container[str]], flows_dir: str
+) -> None:
+    """Add an error to each flow whose FILE input defaults to a namespace file that its
+    namespace does not have; `files_of(namespace)` gives the paths inside `_files/`."""
+    for flow_file in flows:
+        raw = flow_file.raw
+        namespace = raw.get("namespace") if isinstance(raw, dict) else None
+        if isinstance(namespace, str) and namespace_file_defaults(raw):
+            folder = namespace_files_folder(flows_dir, namespace)
+            add_errors(flow_file, missing_namespace_files(raw, files_of(namespace), folder))
 
 
 # -- loops of flow triggers -----------------------------------------------------------------

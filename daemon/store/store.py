@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Select
 
 from headwater.daemon.store.db import is_sqlite, read_transaction, write_transaction
+from headwater.daemon.store.direct import Direct, DirectInsert
 from headwater.daemon.store.tables import (
     ExecutionRow,
     FilePickupRow,
@@ -74,27 +75,34 @@ IN_CHUNK = 500  # values in one `IN (…)` list, well under every database's lim
 DELIVERY_MEMORY_SECONDS = 3 * 24 * 3600.0
 
 # Hot statements are built once: building a statement costs more than running it.
-_EXECUTION_BY_ID = select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("id"))
-_EXECUTION_BY_ID_LOCKED = _EXECUTION_BY_ID.with_for_update()  # SQLite leaves FOR UPDATE out
-_EXECUTION_BY_ID_UNLESS_LOCKED = _EXECUTION_BY_ID.with_for_update(skip_locked=True)
-_RUNS_OF_EXECUTION = (
+# The hottest run straight on SQLite's cursor (`direct.py`).
+_EXECUTION_BY_ID_PLAIN = select(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("id"))
+_EXECUTION_BY_ID = Direct(_EXECUTION_BY_ID_PLAIN)
+_EXECUTION_BY_ID_LOCKED = Direct(_EXECUTION_BY_ID_PLAIN.with_for_update())  # not on SQLite
+_EXECUTION_BY_ID_UNLESS_LOCKED = Direct(_EXECUTION_BY_ID_PLAIN.with_for_update(skip_locked=True))
+_RUNS_OF_EXECUTION = Direct(
     select(TASK_RUNS).where(TASK_RUNS.c.execution_id == bindparam("id")).order_by(TASK_RUNS.c.seq)
 )
-_OPEN_RUNS_OF_EXECUTION = (
+_OPEN_RUNS_OF_EXECUTION = Direct(
     select(TASK_RUNS)
     .where(TASK_RUNS.c.execution_id == bindparam("id"), TASK_RUNS.c.folded.is_(False))
     .order_by(TASK_RUNS.c.seq)
 )
-_LAST_SEQ = select(func.max(TASK_RUNS.c.seq)).where(TASK_RUNS.c.execution_id == bindparam("id"))
-_INSERT_EXECUTION = insert(EXECUTIONS)
-_INSERT_RUNS = insert(TASK_RUNS)
-_INSERT_LOGS = insert(LOGS)
-_REVISION = select(REVISIONS).where(
-    REVISIONS.c.namespace == bindparam("namespace"),
-    REVISIONS.c.flow_id == bindparam("flow_id"),
-    REVISIONS.c.revision == bindparam("revision"),
+_LAST_SEQ = Direct(
+    select(func.max(TASK_RUNS.c.seq)).where(TASK_RUNS.c.execution_id == bindparam("id"))
 )
-_LATEST_REVISION = (
+_INSERT_EXECUTION = DirectInsert(EXECUTIONS)
+_INSERT_RUNS = DirectInsert(TASK_RUNS)
+_INSERT_LOGS = DirectInsert(LOGS)
+_SYNC_STATE = Direct(select(SYNC_STATE).where(SYNC_STATE.c.id == 1))
+_REVISION = Direct(
+    select(REVISIONS).where(
+        REVISIONS.c.namespace == bindparam("namespace"),
+        REVISIONS.c.flow_id == bindparam("flow_id"),
+        REVISIONS.c.revision == bindparam("revision"),
+    )
+)
+_LATEST_REVISION = Direct(
     select(REVISIONS)
     .where(
         REVISIONS.c.namespace == bindparam("namespace"), REVISIONS.c.flow_id == bindparam("flow_id")
@@ -102,7 +110,7 @@ _LATEST_REVISION = (
     .order_by(REVISIONS.c.revision.desc())
     .limit(1)
 )
-_OLDEST_QUEUED = (
+_OLDEST_QUEUED = Direct(
     select(EXECUTIONS.c.id)
     .where(
         EXECUTIONS.c.namespace == bindparam("namespace"),
@@ -122,7 +130,7 @@ def _update(table: Any, columns: frozenset[str]) -> Any:
     key = (table.name, columns)
     statement = _UPDATES.get(key)
     if statement is None:
-        statement = (
+        statement = Direct(
             update(table)
             .where(table.c.id == bindparam("_id"))
             .values({name: bindparam(name) for name in columns})
@@ -131,6 +139,7 @@ def _update(table: Any, columns: frozenset[str]) -> Any:
     return statement
 
 
+_FINISHES: dict[frozenset[str], Direct] = {}
 _FINISH_ATTEMPT = update(TASK_RUNS).where(
     TASK_RUNS.c.id == bindparam("_id"),
     TASK_RUNS.c.attempt == bindparam("_attempt"),
@@ -166,8 +175,8 @@ def _claim(skip_locked: bool) -> Any:
     )
 
 
-_CLAIM_SQLITE = _claim(skip_locked=False)
-_CLAIM_LOCKING = _claim(skip_locked=True)
+_CLAIM_SQLITE = Direct(_claim(skip_locked=False))
+_CLAIM_LOCKING = Direct(_claim(skip_locked=True))
 
 
 class Tx:
@@ -180,6 +189,21 @@ class Tx:
         for other threads, which on PostgreSQL would not yet see uncommitted rows."""
 
     # -- executions ------------------------------------------------------------------
+    def claim_task_run(
+        self, owner: str, now: float, lease_until: float, known: Container[str] = ()
+    ) -> Row | None:
+        """`Store.claim_task_run` inside this transaction (a worker that finishes a task
+        run claims its next one in the same commit)."""
+        sqlite = self.connection.dialect.name == "sqlite"
+        statement = _CLAIM_SQLITE if sqlite else _CLAIM_LOCKING
+        parameters = {"owner": owner, "now": now, "until": lease_until}
+        run = statement.execute(self.connection, parameters).first()
+        if run is None:
+            return None
+        if run["execution_id"] not in known:
+            run["_execution"] = self.execution(run["execution_id"])
+        return run
+
     def execution(
         self, execution_id: str, lock: bool = False, unless_locked: bool = False
     ) -> Row | None:
@@ -190,8 +214,7 @@ class Tx:
         statement = _EXECUTION_BY_ID
         if lock or unless_locked:
             statement = _EXECUTION_BY_ID_UNLESS_LOCKED if unless_locked else _EXECUTION_BY_ID_LOCKED
-        row = self.connection.execute(statement, {"id": execution_id}).mappings().first()
-        return dict(row) if row else None
+        return statement.execute(self.connection, {"id": execution_id}).first()
 
     def unfinished_executions(self, namespace: str, flow_id: str) -> list[Row]:
         """Top-level executions of a flow that have not ended, oldest first."""
@@ -209,11 +232,11 @@ class Tx:
         return [dict(r) for r in rows]
 
     def insert_execution(self, row: Row) -> None:
-        self.connection.execute(_INSERT_EXECUTION, [row])
+        _INSERT_EXECUTION.execute(self.connection, [row])
 
     def update_execution(self, execution_id: str, values: Row) -> None:
         statement = _update(EXECUTIONS, frozenset(values))
-        self.connection.execute(statement, {**values, "_id": execution_id})
+        statement.execute(self.connection, {**values, "_id": execution_id})
 
     def execution_by_trigger_key(self, key: str) -> Row | None:
         row = (
@@ -259,7 +282,7 @@ class Tx:
     def oldest_queued(self, namespace: str, flow_id: str, limit: int) -> list[str]:
         """Ids of a flow's QUEUED top-level executions, oldest first."""
         parameters = {"namespace": namespace, "flow_id": flow_id, "limit": limit}
-        return list(self.connection.execute(_OLDEST_QUEUED, parameters).scalars())
+        return _OLDEST_QUEUED.execute(self.connection, parameters).scalars()
 
     # -- task runs -----------------------------------------------------------------
     def task_runs(self, execution_id: str) -> list[Row]:
@@ -270,17 +293,13 @@ class Tx:
         progress (ended for good and counted there)."""
         return self._rows(_OPEN_RUNS_OF_EXECUTION, {"id": execution_id})
 
-    def _rows(self, statement: Any, parameters: Row) -> list[Row]:
-        """Rows as dicts, the keys read once: a RowMapping per row costs several times more
-        (an execution's task runs are read at every step)."""
-        result = self.connection.execute(statement, parameters)
-        keys = list(result.keys())
-        return [dict(zip(keys, row, strict=True)) for row in result]
+    def _rows(self, statement: Direct, parameters: Row) -> list[Row]:
+        return statement.execute(self.connection, parameters).all()
 
     def last_seq(self, execution_id: str) -> int:
         """The creation number of an execution's newest task run (0 when it has none)."""
-        found = self.connection.execute(_LAST_SEQ, {"id": execution_id}).scalar()
-        return int(found or 0)
+        found = _LAST_SEQ.execute(self.connection, {"id": execution_id}).scalars()
+        return int(found[0] or 0) if found else 0
 
     def task_run(self, task_run_id: str) -> Row | None:
         row = (
@@ -292,11 +311,11 @@ class Tx:
 
     def insert_task_runs(self, rows: Sequence[Row]) -> None:
         if rows:
-            self.connection.execute(_INSERT_RUNS, list(rows))
+            _INSERT_RUNS.execute(self.connection, rows)
 
     def update_task_run(self, task_run_id: str, values: Row) -> None:
         statement = _update(TASK_RUNS, frozenset(values))
-        self.connection.execute(statement, {**values, "_id": task_run_id})
+        statement.execute(self.connection, {**values, "_id": task_run_id})
 
     def fold_task_runs(self, task_run_ids: Sequence[str]) -> None:
         """Mark ended task runs folded into their loop's progress (see planner.py)."""
@@ -313,8 +332,13 @@ class Tx:
 
     def finish_attempt(self, task_run_id: str, attempt: int, owner: str, values: Row) -> bool:
         """Compare-and-set: only the owner of the current attempt may finish it."""
-        result = self.connection.execute(
-            _FINISH_ATTEMPT.values({k: bindparam(f"v_{k}") for k in values}),
+        columns = frozenset(values)
+        statement = _FINISHES.get(columns)
+        if statement is None:
+            statement = Direct(_FINISH_ATTEMPT.values({k: bindparam(f"v_{k}") for k in values}))
+            _FINISHES[columns] = statement
+        result = statement.execute(
+            self.connection,
             {
                 "_id": task_run_id,
                 "_attempt": attempt,
@@ -327,15 +351,14 @@ class Tx:
     # -- logs ------------------------------------------------------------------------
     def insert_logs(self, rows: Sequence[Row]) -> None:
         if rows:
-            self.connection.execute(_INSERT_LOGS, list(rows))
+            _INSERT_LOGS.execute(self.connection, rows)
 
     # -- flows ---------------------------------------------------------------------
     def revision(self, namespace: str, flow_id: str, revision: int | None = None) -> Row | None:
         """A revision of a flow, or its deployed (latest) one when `revision` is None."""
         parameters = {"namespace": namespace, "flow_id": flow_id, "revision": revision}
         statement = _LATEST_REVISION if revision is None else _REVISION
-        row = self.connection.execute(statement, parameters).mappings().first()
-        return dict(row) if row else None
+        return statement.execute(self.connection, parameters).first()
 
     def insert_revision(self, row: Row) -> None:
         """A new revision of a flow, which becomes its deployed one."""
@@ -457,12 +480,7 @@ class Tx:
 
     # -- sync --------------------------------------------------------------------------
     def existing_sync_state(self) -> Row | None:
-        row = (
-            self.connection.execute(select(SYNC_STATE).where(SYNC_STATE.c.id == 1))
-            .mappings()
-            .first()
-        )
-        return dict(row) if row else None
+        return _SYNC_STATE.execute(self.connection).first()
 
     def sync_state(self) -> Row:
         row = (
@@ -791,21 +809,10 @@ class Store:
         is in `known`, the execution's row comes along as `run["_execution"]` (read in the
         same transaction, not another).
         """
-        statement = _CLAIM_SQLITE if self.sqlite else _CLAIM_LOCKING
         with self.write() as tx:
             if clock is not None:
                 now, lease_until = clock(), clock() + (lease_until - now)
-            row = (
-                tx.connection.execute(statement, {"owner": owner, "now": now, "until": lease_until})
-                .mappings()
-                .first()
-            )
-            if row is None:
-                return None
-            run = dict(row)
-            if run["execution_id"] not in known:
-                run["_execution"] = tx.execution(run["execution_id"])
-            return run
+            return tx.claim_task_run(owner, now, lease_until, known)
 
     def record_pgid(self, task_run_id: str, attempt: int, owner: str, pgid: int) -> bool:
         """Keep the process group of a running attempt, while `owner` still holds it."""

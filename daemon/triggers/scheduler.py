@@ -460,7 +460,7 @@ class Scheduler:
         if resolve is None or not (spec.flow_has_inputs or spec.inputs):
             return dict(request.inputs)
         flow = self.executor.flows.get(spec.namespace, spec.flow_id, spec.revision)
-        return resolve(flow, request.inputs, execution_id)
+        return resolve(flow, request.inputs, execution_id, spec.commit_sha)
 
     def _note_errors(self, tx: Tx, fires: list[Fire], errors: Mapping[Key, str]) -> None:
         """Keep why a trigger could not start its execution; clear it after a good fire."""

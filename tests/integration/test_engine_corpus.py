@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import TERMINAL, Finished, Flows, serve_http, stop_engine
 from dockerengine import PYTHON, alias_image, docker_api, unavailable_reason
+from nodejs import unavailable_reason as node_unavailable
 from waiting import wait_until
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
@@ -33,7 +34,10 @@ SECRET_VALUE = "corpus-secret-value"
 NAMESPACE_FILES: dict[str, dict[str, bytes]] = {
     "corpus.analytics": {"project/dbt_project.yml": b"name: analytics\n"},
     "corpus.ops": {"bin/rotate.sh": b"#!/bin/sh\necho rotate\n"},
-    "corpus.selfservice": {"templates/load.sql": b"COPY target FROM 'data.csv';\n"},
+    "corpus.selfservice": {
+        "templates/load.sql": b"COPY target FROM 'data.csv';\n",
+        "samples/prices.csv": b"sku,price\nA1,3.50\n",
+    },
     "corpus.ml": {
         "train.py": b"import os, sys\n"
         b"out = sys.argv[sys.argv.index('--out') + 1]\n"
@@ -54,11 +58,6 @@ LOCAL_URL_INPUTS = {"ops_healthcheck": {"endpoint": "{url}/health"}}
 LOCAL_URL_SECRETS = {"SLACK_WEBHOOK_URL": "{url}/slack"}
 LOCAL_URL_FLOWS = {"ops_healthcheck", "notify_slack", "notify_on_failure"}
 
-SKIPPED_FOR_FILES = {
-    "selfservice_bulk_import": "its FILE input defaults to a namespace file (nsfile:///…), "
-    "and input resolution does not read Kestra's nsfile:// URIs yet",
-}
-
 
 def header(path: Path) -> tuple[str, set[str]]:
     text = path.read_text(encoding="utf-8")
@@ -72,14 +71,14 @@ def skip_reason(path: Path, needs: set[str]) -> str | None:
     name = path.stem
     if "docker" in needs and (reason := unavailable_reason()):
         return reason
-    if "node" in needs and shutil.which("node") is None:
-        return "needs node, which is not installed"
+    if "node" in needs and (reason := node_unavailable()):
+        return reason
     if "network" in needs and name not in LOCAL_URL_FLOWS:
         uris = re.findall(r"(?m)^\s*uri: *(\S+)", path.read_text(encoding="utf-8"))
         if not uris:
             return "needs the network (a script downloads packages, or an image is pulled)"
         return f"needs the network (calls {', '.join(uris)})"
-    return SKIPPED_FOR_FILES.get(name) if "files" in needs else None
+    return None
 
 
 def corpus_secrets(url: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import Flows
+from enginefixtures import EngineFactory
 from sqlalchemy import func, select
 
 from headwater.daemon.engine.engine import Engine
@@ -212,6 +213,69 @@ def test_a_file_input_is_stored_and_readable_by_a_script(flows: Flows) -> None:
     assert flows.engine.storage.get(uri) == data
     assert done.messages("count") == ["3 lines", "2,grace"]
     assert done.messages("where") == [uri]
+
+
+PRICE_LIST = """\
+id: price_list
+namespace: tests.inputs
+inputs:
+  - id: prices
+    type: FILE
+    extension: .csv
+    defaults: nsfile:///samples/prices.csv
+tasks:
+  - id: last
+    type: scripts.shell.Commands
+    inputFiles:
+      prices.csv: "{{ inputs.prices }}"
+    commands:
+      - tail -n 1 prices.csv
+"""
+
+
+def test_a_file_default_is_the_namespace_file_at_the_commit_of_the_flows_revision(
+    make_engine: EngineFactory,
+) -> None:
+    files = {
+        "c1": {"samples/prices.csv": b"sku,price\nA1,3.50\n"},
+        "c2": {"samples/prices.csv": b"sku,price\nA1,4.00\n"},
+        "c3": {"samples/other.csv": b"sku,price\n"},
+    }
+    asked: list[tuple[str, str | None]] = []
+
+    def namespace_files(namespace: str, commit: str | None) -> dict[str, bytes]:
+        asked.append((namespace, commit))
+        return files.get(commit or "", {})
+
+    engine = make_engine(namespace_files=namespace_files)
+    flows = Flows(engine)
+    path = "tests/inputs/price_list.yaml"
+    engine.deploy_source(PRICE_LIST, path, {"commit_sha": "c1"})
+    first = flows.finish(start(engine, {}, "price_list"))
+    assert first.state == "SUCCESS", first.summary()
+    uri = first.execution["inputs"]["prices"]
+    assert uri.endswith(f"/executions/{first.execution['id']}/inputs/prices/prices.csv")
+    assert first.messages("last") == ["A1,3.50"]
+    assert ("tests.inputs", "c1") in asked
+
+    engine.deploy_source(PRICE_LIST + "# v2\n", path, {"commit_sha": "c2"})
+    second = flows.finish(start(engine, {}, "price_list"))
+    assert second.messages("last") == ["A1,4.00"]
+    assert engine.storage.get(uri) == files["c1"]["samples/prices.csv"]  # a copy: kept as it was
+
+    given = flows.finish(
+        start(engine, {"prices": UploadedFile("mine.csv", b"B2,1.00\n")}, "price_list")
+    )
+    assert given.messages("last") == ["B2,1.00"]
+
+    engine.deploy_source(PRICE_LIST + "# v3\n", path, {"commit_sha": "c3"})
+    with pytest.raises(InputsRefused) as refused:
+        start(engine, {}, "price_list")
+    assert str(refused.value) == (
+        "input 'prices': its default value is invalid: namespace file samples/prices.csv does "
+        "not exist in the flow's namespace (its _files/ folder)"
+    )
+    assert count(engine, EXECUTIONS) == 3
 
 
 def test_a_file_input_with_the_wrong_extension_is_refused_and_not_stored(

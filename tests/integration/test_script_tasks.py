@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -13,16 +12,13 @@ from typing import Any
 
 import pytest
 from fake_task_context import FakeContext
+from nodejs import require_node
 
 from headwater.daemon.engine.states import State
 from headwater.daemon.engine.taskapi import TaskResult
 from headwater.runners.process import ProcessRunner
 
 pytestmark = pytest.mark.integration
-
-needs_node = pytest.mark.skipif(
-    shutil.which("node") is None, reason="node is not installed (CI installs it when needed)"
-)
 
 
 def run(tmp_path: Path, **raw: Any) -> tuple[TaskResult, FakeContext]:
@@ -218,8 +214,8 @@ def test_namespace_files_can_be_run(tmp_path: Path) -> None:
     assert ctx.lines("INFO") == ["cleaned"]
 
 
-@needs_node
 def test_node_script_and_commands(tmp_path: Path) -> None:
+    require_node()
     script, ctx = run(
         tmp_path,
         type="scripts.node.Script",

@@ -721,6 +721,83 @@ def test_file_extensions(spec: dict[str, Any], filename: str, message: str | Non
         assert storage.stored == []
 
 
+NAMESPACE_FILES = {"samples/prices.csv": b"sku,price\nA1,3.50\n", "notes.txt": b"hello"}
+
+
+def test_a_file_default_naming_a_namespace_file_is_a_stored_copy_of_it() -> None:
+    storage = FakeStorage()
+    declared = [
+        declare(id="prices", type="FILE", extension=".csv", defaults="nsfile:///samples/prices.csv")
+    ]
+    resolved = resolve_inputs(
+        declared, {}, store_file=storage, read_namespace_file=NAMESPACE_FILES.__getitem__
+    )
+    assert resolved == {"prices": "hw://inputs/prices/prices.csv"}
+    assert storage.stored == [("prices", "prices.csv", NAMESPACE_FILES["samples/prices.csv"])]
+    # a given file wins over the default, which is then not read
+    given = {"prices": UploadedFile("mine.csv", b"sku,price\n")}
+    resolved = resolve_inputs(declared, given, store_file=storage, read_namespace_file=_never)
+    assert resolved == {"prices": "hw://inputs/prices/mine.csv"}
+
+
+def _never(path: str) -> bytes:
+    raise AssertionError(f"{path} was read")
+
+
+@pytest.mark.parametrize(
+    ("default", "reader", "message"),
+    [
+        (
+            "nsfile:///samples/missing.csv",
+            NAMESPACE_FILES.__getitem__,
+            "namespace file samples/missing.csv does not exist in the flow's namespace "
+            "(its _files/ folder)",
+        ),
+        (
+            "nsfile:///samples/prices.csv",
+            None,
+            "namespace file samples/prices.csv does not exist in the flow's namespace "
+            "(its _files/ folder)",
+        ),
+        (
+            "nsfile:///notes.txt",
+            NAMESPACE_FILES.__getitem__,
+            "must be a .csv file, got 'notes.txt'",
+        ),
+        (
+            "nsfile://other.team/samples/prices.csv",
+            NAMESPACE_FILES.__getitem__,
+            "'nsfile://other.team/samples/prices.csv' names namespace 'other.team': a FILE "
+            "input's default can only name a namespace file of the flow's own namespace, "
+            "written nsfile:///path",
+        ),
+        (
+            "nsfile:///../secrets.csv",
+            NAMESPACE_FILES.__getitem__,
+            "'nsfile:///../secrets.csv' is not a plain path inside the namespace files "
+            "(no empty parts, '.', '..' or backslashes)",
+        ),
+    ],
+)
+def test_a_file_default_naming_a_namespace_file_that_cannot_be_read_is_refused(
+    default: str, reader: Any, message: str
+) -> None:
+    storage = FakeStorage()
+    declared = [declare(id="prices", type="FILE", extension=".csv", defaults=default)]
+    problems = refused(declared, {}, store_file=storage, read_namespace_file=reader)
+    assert problems == [f"input 'prices': its default value is invalid: {message}"]
+    assert storage.stored == []
+
+
+def test_a_namespace_file_uri_given_as_a_value_is_refused() -> None:
+    declared = [declare(id="f", type="FILE")]
+    given = {"f": "nsfile:///samples/prices.csv"}
+    problems = refused(
+        declared, given, store_file=FakeStorage(), read_namespace_file=NAMESPACE_FILES.__getitem__
+    )
+    assert problems == ["input 'f': must be an uploaded file, got 'nsfile:///samples/prices.csv'"]
+
+
 def test_a_flow_with_a_file_input_needs_a_store() -> None:
     with pytest.raises(ValueError, match="store_file"):
         resolve_inputs([declare(id="f", type="FILE", required=False)], {})

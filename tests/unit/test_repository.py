@@ -190,6 +190,39 @@ def test_flow_trigger_reference_to_missing_flow(tmp_path: Path) -> None:
     ]
 
 
+def file_default(namespace: str, flow_id: str, default: str) -> str:
+    return flow(namespace, flow_id) + (
+        f"inputs:\n  - id: day\n    type: DATE\n  - id: prices\n    type: FILE\n"
+        f"    defaults: {default}\n"
+    )
+
+
+def test_a_file_default_naming_a_namespace_file(tmp_path: Path) -> None:
+    write(tmp_path, "flows/shop/_files/samples/prices.csv", "sku,price\n")
+    write(
+        tmp_path, "flows/shop/ok.yaml", file_default("shop", "ok", "nsfile:///samples/prices.csv")
+    )
+    assert scan(tmp_path).valid
+    write(
+        tmp_path,
+        "flows/shop/typo.yaml",
+        file_default("shop", "typo", "nsfile:///sample/prices.csv"),
+    )
+    write(
+        tmp_path,
+        "flows/other/far.yaml",
+        file_default("other", "far", "nsfile:///samples/prices.csv"),
+    )
+    assert errors(tmp_path) == [
+        "flows/other/far.yaml:12:15: error: inputs[1].defaults: FILE input 'prices' defaults to "
+        "namespace file samples/prices.csv, which does not exist "
+        "(there is no flows/other/_files/samples/prices.csv)",
+        "flows/shop/typo.yaml:12:15: error: inputs[1].defaults: FILE input 'prices' defaults to "
+        "namespace file sample/prices.csv, which does not exist "
+        "(there is no flows/shop/_files/sample/prices.csv)",
+    ]
+
+
 def test_every_error_of_every_file_is_reported(tmp_path: Path) -> None:
     write(tmp_path, "flows/a/one.yaml", "id: one\nnamespace: a\ntasks: []\n")
     write(
