@@ -148,11 +148,13 @@ class Daemon:
         flow_id: str,
         inputs: Mapping[str, Any],
         labels: Mapping[str, str] | None = None,
+        runs: list[Row] | None = None,
     ) -> Row:
+        """Start a flow; given `runs`, the row is as committed and `runs` gets its task runs."""
         request = ExecutionRequest(
             namespace, flow_id, inputs=dict(inputs), labels=dict(labels or {})
         )
-        return self.engine.start_execution(request)
+        return self.engine.start_execution(request, runs)
 
     def fire_webhook(self, namespace: str, flow_id: str, key: str, call: WebhookCall) -> Row | None:
         return self.webhooks.fire(namespace, flow_id, key, call)

@@ -70,8 +70,10 @@ class Services(Protocol):
         flow_id: str,
         inputs: Mapping[str, Any],
         labels: Mapping[str, str] | None = None,
+        runs: list[Row] | None = None,
     ) -> Row:
-        """Create an execution of the deployed flow.
+        """Create an execution of the deployed flow. Given `runs`, the row returned is
+        the execution as committed and `runs` gets its task runs.
 
         Raises FlowNotFound (no such deployed flow) or InputsRefused (every input
         problem; nothing is created).

@@ -84,11 +84,12 @@ class EngineServices:
         flow_id: str,
         inputs: Mapping[str, Any],
         labels: Mapping[str, str] | None = None,
+        runs: list[Row] | None = None,
     ) -> Row:
         request = ExecutionRequest(
             namespace, flow_id, inputs=dict(inputs), labels=dict(labels or {})
         )
-        return self.engine.start_execution(request)
+        return self.engine.start_execution(request, runs)
 
     def kill_execution(self, execution_id: str) -> Row:
         return self.engine.control.kill(execution_id)

@@ -253,8 +253,9 @@ def flows_come_from_git(_rest: str = "") -> NoReturn:
 @write_call
 def start_execution(namespace: str, flow_id: str) -> ResponseReturnValue:
     inputs, labels = params.execution_start(request)
+    runs: list[Row] = []
     try:
-        row = services().start_execution(namespace, flow_id, inputs, labels)
+        row = services().start_execution(namespace, flow_id, inputs, labels, runs)
     except FlowNotFound as exc:
         raise ApiError(404, str(exc)) from None
     except InputsRefused as exc:
@@ -268,7 +269,8 @@ def start_execution(namespace: str, flow_id: str) -> ResponseReturnValue:
     audit.info(
         "execution %s of %s.%s started by %s", row["id"], namespace, flow_id, request.remote_addr
     )
-    return _execution(row["id"])
+    # As committed: read in the transaction that created it, not in another.
+    return serialize.execution(_secrets_masked(None, [row])[0], runs, now())
 
 
 @blueprint.get("/executions/search")
@@ -300,8 +302,9 @@ def _execution(execution_id: str) -> ResponseReturnValue:
     return serialize.execution(shown[0], runs, now())
 
 
-def _secrets_masked(tx: Tx, rows: list[Row]) -> list[Row]:
-    """Executions with the values of their SECRET inputs masked, as the page shows them."""
+def _secrets_masked(tx: Tx | None, rows: list[Row]) -> list[Row]:
+    """Executions with the values of their SECRET inputs masked, as the page shows them
+    (`tx` None: a read transaction of its own when a flow revision is not cached)."""
     secret: dict[tuple[str, str, int], frozenset[str]] = {}
     masked = []
     for row in rows:
@@ -322,14 +325,18 @@ SECRET_INPUTS_CACHE = 4096  # flow revisions whose SECRET input ids this app rem
 SECRET_INPUTS_EXTENSION = "headwater.secret_inputs"
 
 
-def _secret_inputs(tx: Tx, key: tuple[str, str, int]) -> frozenset[str]:
+def _secret_inputs(tx: Tx | None, key: tuple[str, str, int]) -> frozenset[str]:
     """The SECRET input ids of a flow revision. A revision never changes, so they are
     read and parsed once per app, not on every read of an execution."""
     cache: dict[tuple[str, str, int], frozenset[str]]
     cache = current_app.extensions.setdefault(SECRET_INPUTS_EXTENSION, {})
     found = cache.get(key)
     if found is None:
-        revision = tx.revision(*key)
+        if tx is None:
+            with services().store.read() as own:
+                revision = own.revision(*key)
+        else:
+            revision = tx.revision(*key)
         found = flowsource.read(revision["source"] if revision else "").secret_inputs
         if revision is not None:  # a revision not yet there may come with the next deploy
             if len(cache) >= SECRET_INPUTS_CACHE:

@@ -216,11 +216,12 @@ class Engine:
 
         return self.sealer.seal_inputs(resolved, secret)
 
-    def start_execution(self, request: ExecutionRequest) -> Row:
-        """Create an execution; InputsRefused (nothing created) when its inputs are wrong."""
+    def start_execution(self, request: ExecutionRequest, runs: list[Row] | None = None) -> Row:
+        """Create an execution; InputsRefused (nothing created) when its inputs are wrong.
+        Given `runs`, see `Executor.create_execution`."""
         if self.flow_source is not None:
             self._deploy_local(request.namespace, request.flow_id)
-        return self.executor.create_execution(request)
+        return self.executor.create_execution(request, runs)
 
     def _deploy_local(self, namespace: str, flow_id: str) -> None:
         assert self.flow_source is not None

@@ -136,11 +136,16 @@ class Executor:
         not taken away (the engine points this at its worker pool)."""
 
     # -- creating ------------------------------------------------------------------------
-    def create_execution(self, request: ExecutionRequest) -> Row:
-        """Create an execution and its first task runs in one transaction."""
+    def create_execution(self, request: ExecutionRequest, runs: list[Row] | None = None) -> Row:
+        """Create an execution and its first task runs in one transaction. Given `runs`,
+        the execution is read back in that transaction, as committed, and `runs` gets
+        its task runs (an API answer without another transaction)."""
         try:
             with self.store.write() as tx:
                 row, ended = self.create_in(tx, request)
+                if runs is not None:
+                    row = tx.execution(row["id"]) or row
+                    runs[:] = tx.task_runs(row["id"])
         except IntegrityError:
             # PostgreSQL: another replica inserted the same trigger key after our check.
             # Its execution is the one this cause made; the loser answers with it.
