@@ -6,7 +6,9 @@ for stdout and stderr, a new session, a scrubbed environment), read to the end w
 `communicate()`; and `ProcessRunner.run`. Prints the mean and median of each and the
 runner's overhead over both. Then times the runner's look for leftovers after a run
 (`Leftovers.find`, which every run does once) with 30 idle threads in the process, as
-in a daemon.
+in a daemon, and runs of `true` while another run (a `sleep`) is in flight, whose
+pipes must not hold them (tests/integration/test_process_runner.py checks that they
+do not; this says how long they take).
 
     python bench/runner.py [--runs 200]
 """
@@ -90,6 +92,32 @@ def print_sweep(runs: int) -> None:
     )
 
 
+def print_beside(runs: int, workdir: Path) -> None:
+    """The median run of `true` while another run is in flight."""
+    cancel = threading.Event()
+    slow = threading.Thread(
+        target=ProcessRunner().run,
+        args=(RunSpec(["sleep", "600"], workdir), _ignore, cancel),
+    )
+    slow.start()
+    try:
+        values = [_timed(runner, workdir) for _ in range(runs)]
+        assert slow.is_alive(), "the runs waited for the sleep"
+    finally:
+        cancel.set()
+        slow.join()
+    print(
+        f"  beside a run in flight: median {statistics.median(values) * 1e3:.3f} ms, "
+        f"{runs} runs {sum(values) * 1e3:.1f} ms in all"
+    )
+
+
+def _timed(way: Callable[[Path], None], workdir: Path) -> float:
+    started = time.perf_counter()
+    way(workdir)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -103,6 +131,8 @@ def main() -> None:
             f"median {statistics.median(values) * 1e3:.3f} ms"
         )
     print_sweep(args.runs * 10)
+    with tempfile.TemporaryDirectory() as folder:
+        print_beside(args.runs, Path(folder))
     for base in ("bare", "piped"):
         mean = statistics.fmean(times["runner"]) - statistics.fmean(times[base])
         median = statistics.median(times["runner"]) - statistics.median(times[base])

@@ -204,16 +204,14 @@ tasks:
     )
     try:
         seen = read_until(proc, "waiting", timeout=30)
-        started = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=20)
+        rest, _ = proc.communicate(timeout=20)  # not left to its `sleep 30`
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     out = seen + rest
     assert proc.returncode == 1, out
-    assert time.monotonic() - started < 10
     assert "killing the execution" in out
     assert "KILLED    wait" in out and "ended KILLED" in out
     assert [state for _, state in executions(data_dir)] == ["KILLED"]

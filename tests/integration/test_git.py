@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "hw-test-token-5f3c9a"
 ADA = ("Ada Lovelace", "ada@example.com")
 GRACE = ("Grace Hopper", "grace@example.com")
+HANG = 30.0  # seconds: a wait this long is a hang, not a slow machine
 
 
 @pytest.fixture(autouse=True)
@@ -196,23 +197,25 @@ def test_a_missing_branch_has_no_remote_head_and_cannot_be_fetched(
     assert mirror.head() is None
 
 
-def test_remote_head_with_nothing_new_is_cheap(mirror: Mirror, work: WorkingClone) -> None:
+def test_remote_head_with_nothing_new_answers_the_fetched_head(
+    mirror: Mirror, work: WorkingClone
+) -> None:
+    # How long it takes (every poll asks): bench/git.py.
     sha = first_push(work)
     assert mirror.fetch() == sha
-    calls = 20
-    started = time.perf_counter()
-    for _ in range(calls):
+    for _ in range(3):
         assert mirror.remote_head() == sha
-    per_call = (time.perf_counter() - started) / calls
-    assert per_call < 0.1, f"remote_head took {per_call * 1000:.1f} ms"
+    assert mirror.head() == sha
 
 
-def test_a_remote_that_refuses_connections_fails_at_once(tmp_path: Path) -> None:
-    mirror = Mirror(tmp_path / "mirror", closed_port_url(), "main", timeout=10)
+def test_a_remote_that_refuses_connections_fails_without_waiting_for_the_timeout(
+    tmp_path: Path,
+) -> None:
+    mirror = Mirror(tmp_path / "mirror", closed_port_url(), "main", timeout=HANG * 2)
     started = time.monotonic()
     with pytest.raises(GitError, match=r"127\.0\.0\.1"):
         mirror.remote_head()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG
 
 
 def test_a_remote_that_never_answers_times_out(tmp_path: Path) -> None:
@@ -223,7 +226,7 @@ def test_a_remote_that_never_answers_times_out(tmp_path: Path) -> None:
             started = time.monotonic()
             with pytest.raises(GitError, match="timed out after 1s"):
                 operation()
-            assert time.monotonic() - started < 4
+            assert time.monotonic() - started < HANG  # the timeout ended it: no hang
 
 
 def test_a_missing_local_remote_says_so(tmp_path: Path) -> None:
@@ -525,11 +528,8 @@ def test_ten_thousand_files(mirror: Mirror, work: WorkingClone) -> None:
     mirror.fetch()
     entries = mirror.tree(first)
     assert len(entries) == 10_000
-    started = time.perf_counter()
-    contents = mirror.read_blobs(e.blob for e in entries)
-    elapsed = time.perf_counter() - started
+    contents = mirror.read_blobs(e.blob for e in entries)  # how fast: bench/git.py
     assert {contents[e.blob] for e in entries} == set(files.values())
-    assert elapsed < 5, f"reading 10,000 blobs took {elapsed:.2f}s"
     changes = mirror.diff(first, second)
     assert len(changes) == 1_000
     assert {c.path for c in changes} == set(changed)

@@ -168,11 +168,10 @@ def test_redirect_not_followed_when_told(server: str, tmp_path: Path) -> None:
 
 
 def test_timeout(server: str, tmp_path: Path) -> None:
-    started = time.monotonic()
+    # /slow answers after 0.6 s: a request that waited for it would have succeeded
     result = call(tmp_path, uri=server + "/slow", options={"timeout": "PT0.2S"})
     assert result.state == State.FAILED
     assert result.error == f"timed out after PT0.2S waiting for {server}/slow"
-    assert time.monotonic() - started < 0.55
 
 
 def test_connect_timeout_does_not_limit_the_wait_for_the_answer(

@@ -23,6 +23,7 @@ from headwater.runners.process import (
 )
 
 GRACE = 0.5
+HANG = 30.0  # seconds: a run this long waited for a `sleep 100` it should have ended
 
 
 @dataclass
@@ -206,11 +207,11 @@ def test_timeout_ends_the_whole_group(tmp_path: Path, exit_watch: None) -> None:
     assert outcome.result.timed_out
     assert not outcome.result.killed
     assert outcome.result.exit_code is None
-    assert 0.3 <= outcome.result.duration < 1.5
+    assert 0.3 <= outcome.result.duration < HANG
     assert_group_gone(outcome.pgids[0])
 
 
-def test_cancel_from_another_thread_kills_within_a_second(tmp_path: Path, exit_watch: None) -> None:
+def test_cancel_from_another_thread_kills_the_group(tmp_path: Path, exit_watch: None) -> None:
     cancel = threading.Event()
     cancelled_at: list[float] = []
 
@@ -224,7 +225,7 @@ def test_cancel_from_another_thread_kills_within_a_second(tmp_path: Path, exit_w
 
     assert outcome.result.killed
     assert not outcome.result.timed_out
-    assert reacted < 1.0
+    assert reacted < HANG
     assert_group_gone(outcome.pgids[0])
 
 
@@ -233,7 +234,7 @@ def test_child_ignoring_term_is_killed_after_the_grace(tmp_path: Path) -> None:
 
     assert outcome.result.timed_out
     assert outcome.result.exit_code is None
-    assert 0.2 + GRACE <= outcome.result.duration < 1.8
+    assert 0.2 + GRACE <= outcome.result.duration < HANG
     assert_group_gone(outcome.pgids[0])
 
 
@@ -255,7 +256,7 @@ def test_background_children_do_not_outlive_the_run(
 
     assert outcome.result.exit_code == 0
     assert outcome.out() == ["started"]
-    assert outcome.result.duration < 1.0  # their open pipes do not hold the run
+    assert outcome.result.duration < HANG  # their open pipes do not hold the run
     assert_group_gone(outcome.pgids[0])
 
 
@@ -263,18 +264,18 @@ def test_background_child_ignoring_term_is_killed_after_the_grace(tmp_path: Path
     outcome = run(sh("trap '' TERM; sleep 100 & echo started"), tmp_path)
 
     assert outcome.result.exit_code == 0
-    assert GRACE <= outcome.result.duration < 1.5
+    assert GRACE <= outcome.result.duration < HANG
     assert_group_gone(outcome.pgids[0])
 
 
 def test_process_that_left_the_group_is_ended_with_the_run(
     tmp_path: Path, exit_watch: None
 ) -> None:
-    outcome = run(sh("setsid sleep 5 & echo $!; sleep 0.05; echo done"), tmp_path)
+    outcome = run(sh("setsid sleep 100 & echo $!; sleep 0.05; echo done"), tmp_path)
 
     assert outcome.out()[1:] == ["done"]
     assert outcome.result.leftovers == 1
-    assert outcome.result.duration < 1.0
+    assert outcome.result.duration < HANG
     with pytest.raises(ProcessLookupError):  # ended, and collected: not even a zombie
         os.kill(int(outcome.out()[0]), 0)
 
@@ -295,14 +296,16 @@ def test_a_raising_callback_leaves_nothing_running(tmp_path: Path) -> None:
 
 
 def test_concurrent_runs_do_not_hold_each_others_pipes(tmp_path: Path) -> None:
-    slow = threading.Thread(target=run, args=(["sleep", "0.5"], tmp_path))
+    # How long a run costs (with another one in flight): bench/runner.py.
+    cancel = threading.Event()
+    slow = threading.Thread(target=run, args=(["sleep", str(HANG)], tmp_path, cancel))
     slow.start()
     try:
-        started = time.monotonic()
         for _ in range(20):
             assert run(["true"], tmp_path).result.succeeded
-        assert time.monotonic() - started < 0.4
+        assert slow.is_alive()  # all 20 ended while the slow run still held its pipes
     finally:
+        cancel.set()
         slow.join()
 
 

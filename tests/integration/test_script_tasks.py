@@ -20,6 +20,8 @@ from headwater.runners.process import ProcessRunner
 
 pytestmark = pytest.mark.integration
 
+HANG = 20.0  # seconds: a stop this long waited for the `sleep 30` it should have ended
+
 
 def run(tmp_path: Path, **raw: Any) -> tuple[TaskResult, FakeContext]:
     ctx = FakeContext({"id": "t", **raw}, tmp_path, runner=ProcessRunner(kill_grace=1.0))
@@ -146,7 +148,7 @@ def test_timeout_stops_the_command(tmp_path: Path) -> None:
     )
     assert result.state == State.FAILED
     assert result.error == "timed out after PT0.3S"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG
 
 
 def test_cancel_kills_the_command(tmp_path: Path) -> None:
@@ -163,7 +165,7 @@ def test_cancel_kills_the_command(tmp_path: Path) -> None:
     finally:
         timer.cancel()
     assert (result.state, result.error) == (State.FAILED, "killed")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < HANG
 
 
 def test_an_interpreter_that_cannot_start(tmp_path: Path) -> None:
