@@ -1,9 +1,10 @@
 """`headwater up` as a real process, and the repositories it deploys, for tests.
 
-`RunningDaemon` starts `python -m headwater.daemon.cli up` on a repository, learns its
-port, waits for `/readyz`, and is a small client of its HTTP API; `daemons` ends every
-process a test started; `new_repos` makes a bare remote and a working clone that pushes
-to it. Used by the e2e and security tiers.
+`RunningDaemon` starts `python -m headwater.daemon.cli up` on a repository (through
+tests/killpoints.py when it is to stop at a kill point), learns its port, waits for
+`/readyz`, and is a small client of its HTTP API; `daemons` ends every process a test
+started; `new_repos` makes a bare remote and a working clone that pushes to it. Used by
+the e2e and security tiers.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gitrepos import WorkingClone, make_remote
+from killpoints import Killpoint, command
 from waiting import wait_until
 
 TOKEN = "e2e-api-token"
@@ -102,6 +104,7 @@ class RunningDaemon:
         watch: bool = False,
         env: Mapping[str, str] | None = None,
         db: str | None = None,
+        killpoint: Killpoint | None = None,
     ) -> None:
         self.repo = repo
         self.data_dir = data_dir
@@ -109,6 +112,8 @@ class RunningDaemon:
         self.poll = poll
         self.db = db
         self.env = {"HEADWATER_WATCH": "true" if watch else "false", **(env or {})}
+        self.killpoint = killpoint
+        """Where the process stops to be killed (tests/killpoints.py), if anywhere."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -119,9 +124,13 @@ class RunningDaemon:
         args += ["--poll-interval", str(self.poll)]
         args += ["--db", self.db] if self.db else []
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        cli = "headwater.daemon.cli"
+        launch = [sys.executable, "-m", cli, *args]
+        if self.killpoint is not None:
+            launch = command(self.killpoint, cli, *args)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "headwater.daemon.cli", *args],
+                launch,
                 env=daemon_env(self.env),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -3,10 +3,12 @@
 A commit deploys whole or not at all (DESIGN, "Sync semantics"): whenever the process
 dies, the deployed flows and their revisions are exactly those of the old commit or
 exactly those of the new one, and a restarted daemon converges to the new one. The
-daemon is killed several times while the big commit deploys: once while it holds the
-database's write lock (the deploy's one transaction, found by probing the lock), and at
-random moments of the deploy (fetching, validating in the worker pool, writing).
-The database is read the way an operator would, with sqlite3, after each kill.
+daemon is killed several times while the big commit deploys: first inside the deploy's
+one transaction, at a kill point (tests/killpoints.py: the daemon stops right after the
+deploy wrote its second revision, with the transaction open and the write lock held,
+which the test checks before the SIGKILL), then at random moments of the deploy
+(fetching, validating in the worker pool, writing). The database is read the way an
+operator would, with sqlite3, after each kill.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from gitrepos import WorkingClone
+from killpoints import Killpoint, reached, write_lock_held
 from test_daemon import (
     DaemonFactory,
     Repos,
@@ -33,8 +36,9 @@ from waiting import wait_until
 OLD_FLOWS = 40  # flows of the old commit, all changed by the new one
 NEW_FLOWS = 1000  # files of the new commit
 NAMESPACES = 10
-LOCK_HELD = 0.005  # the write lock held this long is the deploy's transaction, not a short write
-CATCH_SECONDS = 10.0  # how long to look for the deploy's transaction before killing anyway
+REVISION_WRITE = "headwater.daemon.store.store:Tx.insert_revision"
+"""Writes a revision of a flow that has history (the old flows' updates; new flows are
+written together, before them, in the same transaction)."""
 Key = tuple[str, str]
 
 
@@ -88,50 +92,6 @@ class _read_only:
         self.connection.close()
 
 
-def write_lock_held(database: Path) -> bool:
-    """Whether another connection holds the write lock (probed, nothing written)."""
-    connection = sqlite3.connect(str(database), timeout=0, isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        connection.execute("ROLLBACK")
-        return False
-    except sqlite3.OperationalError as error:
-        if "locked" not in str(error):
-            raise
-        return True
-    finally:
-        connection.close()
-
-
-def catch_transaction(database: Path) -> bool:
-    """Wait (probing closely) until the deploy's transaction holds the write lock.
-
-    The deploy writes in batches, so its transaction is short; when it is not caught
-    within CATCH_SECONDS, False: the kill then lands at another moment of the deploy.
-    """
-    held = in_transaction(database)
-    deadline = time.monotonic() + CATCH_SECONDS
-    while time.monotonic() < deadline:
-        if held():
-            return True
-        time.sleep(0.001)
-    return False
-
-
-def in_transaction(database: Path) -> Callable[[], bool]:
-    """A condition true once the write lock has been held for LOCK_HELD seconds."""
-    since: list[float] = []
-
-    def held() -> bool:
-        if not write_lock_held(database):
-            since.clear()
-            return False
-        since.append(since[0] if since else time.monotonic())
-        return time.monotonic() - since[0] >= LOCK_HELD
-
-    return held
-
-
 @pytest.fixture
 def repos(tmp_path: Path) -> Repos:
     return new_repos(tmp_path)
@@ -154,7 +114,7 @@ def tree(clone: WorkingClone, commit: str) -> dict[Key, str]:
 
 
 def test_a_kill_in_the_middle_of_a_deploy_leaves_one_commit_and_a_restart_converges(
-    repos: Repos, start_daemon: DaemonFactory
+    repos: Repos, start_daemon: DaemonFactory, tmp_path: Path
 ) -> None:
     def path(n: int) -> str:
         return f"flows/ns{n % NAMESPACES}/f{n}.yaml"
@@ -176,46 +136,52 @@ def test_a_kill_in_the_middle_of_a_deploy_leaves_one_commit_and_a_restart_conver
         OLD_FLOWS + NEW_FLOWS,
     )
 
-    daemon = start_daemon(f"file://{repos.remote}")
+    writing = Killpoint(REVISION_WRITE, tmp_path / "revision.json", call=2)
+    daemon = start_daemon(f"file://{repos.remote}", killpoint=writing)
     database = daemon.data_dir / "headwater.db"
-    assert read_deployed(database) == before
+    assert read_deployed(database) == before  # a first deploy writes no such revision
     repos.clone.push()
     daemon.webhook(after=new)
 
-    # Kill while the deploy's transaction holds the lock, then at random moments.
+    # First, the kill lands inside the deploy's transaction: its new flows and one
+    # update are written, the transaction is open and holds the write lock.
+    assert daemon.proc is not None
+    stop = reached(writing, daemon.proc)
+    [row] = stop.rows
+    assert (row["revision"], row["commit_sha"]) == (2, new), stop
+    assert stop.in_transaction is True
+    assert write_lock_held(database)
+    daemon.kill()
+    seen = read_deployed(database)
+    assert seen == before, f"killed inside the deploy's transaction: {seen.describe()}"
+    [(last, result, _)] = sync_rows(database, new)
+    assert result == "Running"
+    daemon.cleanup()  # what the killed daemon left running (workers, git)
+    interrupted, outcomes = 1, ["inside the deploy's transaction: old"]
+    daemon = restart(daemon, start_daemon)  # its first sync deploys `new` again
+
+    # Then at random moments: fetching, validating, writing.
     rng = random.Random()
-    caught: list[bool] = []
-    moments: list[tuple[str, Callable[[], object]]] = [
-        ("inside the deploy's transaction", lambda: caught.append(catch_transaction(database))),
-        *[
-            (f"{delay:.2f} s into the deploy", lambda delay=delay: time.sleep(delay))
-            for delay in (rng.uniform(0.0, 0.5), rng.uniform(0.5, 1.5), rng.uniform(0.0, 1.5))
-        ],
-    ]
-    interrupted, last, outcomes = 0, 0, []
-    for moment, wait in moments:
+    for delay in (rng.uniform(0.0, 0.5), rng.uniform(0.5, 1.5), rng.uniform(0.0, 1.5)):
         last = wait_until(
             lambda after=last: running_after(database, new, after), what="the deploy to start"
         )
-        wait()
+        time.sleep(delay)
         daemon.kill()
         seen = read_deployed(database)
+        moment = f"{delay:.2f} s into the deploy"
         assert seen in (before, after), f"killed {moment}: a mix: {seen.describe()}"
-        daemon.cleanup()  # what the killed daemon left running (workers, git)
+        daemon.cleanup()
         outcomes.append(f"{moment}: {'new' if seen == after else 'old'}")
-        if seen == after:
-            if moment == moments[0][0] and caught == [True]:
-                raise AssertionError("the deploy committed although killed inside its transaction")
-            # The deploy committed before this kill: start again to check the API.
+        if seen == after:  # the deploy committed before this kill: start again for the API
             daemon = start_daemon(daemon.repo, daemon.data_dir.name, run=False).start()
             break
         assert sync_rows(database, new)[-1][1] == "Running", f"killed {moment}: not mid-deploy"
         interrupted += 1
-        daemon = restart(daemon, start_daemon)  # its first sync deploys `new` again
+        daemon = restart(daemon, start_daemon)
 
     wait_until(lambda: read_deployed(database) == after, what="the restarted daemon to converge")
     daemon.wait_deployed(new)
-    assert interrupted >= 1
     attempts = sync_rows(database, new)
     assert [r[1] for r in attempts] == ["Failed"] * interrupted + ["Succeeded"], attempts
     assert all(r[2].startswith("interrupted: the daemon stopped") for r in attempts[:-1])

@@ -1,12 +1,18 @@
-"""Sync and reconcile against real repositories: deploy by push, whole commits, revisions."""
+"""Sync and reconcile against real repositories: deploy by push, whole commits, revisions,
+and a deploy killed inside its transaction (tests/killpoints.py) that leaves the old commit."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 from gitrepos import WorkingClone, make_remote
+from killpoints import Killpoint, command, reached, write_lock_held
 from sqlalchemy import text
 
 from headwater.daemon.engine.engine import Engine, EngineSettings
@@ -27,10 +33,20 @@ class World:
     def __init__(self, tmp: Path) -> None:
         self.remote = make_remote(tmp / "remote.git")
         self.clone = WorkingClone.create(tmp / "work", self.remote)
-        self.engine = Engine(EngineSettings(data_dir=tmp / "data", workers=2))
-        self.mirror = Mirror(tmp / "data" / "mirror.git", str(self.remote), "main")
+        self.data_dir = tmp / "data"
+        self.open()
+
+    def open(self) -> None:
+        """The store, mirror and syncer of the data directory (as a starting process has)."""
+        self.engine = Engine(EngineSettings(data_dir=self.data_dir, workers=2))
+        self.mirror = Mirror(self.data_dir / "mirror.git", str(self.remote), "main")
         self.mirror.ensure()
         self.syncer = Syncer(self.engine.store, self.mirror)
+
+    def close(self) -> None:
+        """Let go of the data directory (another process may take it)."""
+        self.mirror.close()
+        self.engine.stop(grace=1)
 
     def push(
         self, files: dict[str, str], message: str = "change", remove: tuple[str, ...] = ()
@@ -66,8 +82,7 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
     yield w
-    w.mirror.close()
-    w.engine.stop(grace=1)
+    w.close()
 
 
 def test_push_deploys_with_commit_metadata(world: World) -> None:
@@ -275,3 +290,90 @@ def test_symlinks_and_bad_folders_fail_the_commit(world: World) -> None:
     assert any(
         "flows/team/link.yaml:1:1: error: symbolic links are not allowed" in m for m in messages
     )
+
+
+# -- a crash in the middle of a deploy ----------------------------------------------------
+
+
+def deploy_head(data_dir: str, remote: str) -> None:
+    """One sync of the branch head, in a process of its own: the kill point's driver."""
+    engine = Engine(EngineSettings(data_dir=Path(data_dir), workers=2))
+    mirror = Mirror(Path(data_dir) / "mirror.git", remote, "main")
+    mirror.ensure()
+    Syncer(engine.store, mirror).sync("poll")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test started (each in its own session): all of them end with it."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def test_a_kill_inside_the_deploys_transaction_leaves_the_old_commit_whole(
+    world: World, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    old_files = {f"flows/team/{name}.yaml": flow("team", name, "old") for name in "abcd"}
+    old = world.push(old_files, "old")
+    assert world.syncer.sync("poll").result == "Succeeded"
+    before = {("team", name): 1 for name in "abcd"}
+    assert world.deployed() == before
+    new_files = {f"flows/team/{name}.yaml": flow("team", name, "new") for name in "abce"}
+    new = world.push(new_files, "new", remove=("flows/team/d.yaml",))
+
+    # Another process deploys `new` and stops after the deploy's second revision is written
+    # (three updates and a delete write one each), inside the deploy's transaction.
+    world.close()
+    second = Killpoint(
+        "headwater.daemon.store.store:Tx.insert_revision", tmp_path / "revision.json", call=2
+    )
+    launch = command(second, "test_sync:deploy_head", str(world.data_dir), str(world.remote))
+    here = str(Path(__file__).parent)
+    paths = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    with (tmp_path / "driver.log").open("ab") as out:
+        driver = subprocess.Popen(
+            launch,
+            env={**os.environ, "PYTHONPATH": paths},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    processes.append(driver)
+    stop = reached(second, driver)
+    [row] = stop.rows
+    assert (row["revision"], row["commit_sha"]) == (2, new), stop
+    assert stop.in_transaction is True
+    assert write_lock_held(world.data_dir / "headwater.db")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(10)
+
+    world.open()  # as a restarted daemon: the old commit, whole, and nothing of the new one
+    assert world.deployed() == before
+    assert world.state()["deployed_commit"] == old
+    with world.engine.store.read() as tx:
+        written = tx.connection.execute(
+            text("SELECT count(*) FROM flow_revisions WHERE commit_sha = :sha"), {"sha": new}
+        ).scalar()
+        [attempt] = [r for r in tx.syncs() if r["to_commit"] == new]
+    assert written == 0, f"{written} revisions of the interrupted deploy were committed"
+    assert attempt["result"] == "Running"
+    assert world.syncer.close_interrupted() == 1
+
+    outcome = world.syncer.sync("startup")  # the restart deploys `new` whole
+    counts = (outcome.added, outcome.updated, outcome.deleted)
+    assert (outcome.result, counts) == ("Succeeded", (1, 3, 1)), outcome
+    assert world.deployed() == {
+        ("team", "a"): 2,
+        ("team", "b"): 2,
+        ("team", "c"): 2,
+        ("team", "e"): 1,
+    }
+    assert world.state()["deployed_commit"] == new
+    assert [(r["revision"], bool(r["deleted"])) for r in world.revisions("team", "d")] == [
+        (1, False),
+        (2, True),
+    ]
