@@ -287,6 +287,9 @@ class Engine:
             timeout = self.poll_seconds
             if wake is not None:
                 timeout = max(0.0, min(timeout, wake - self.clock()))
+            paced = self.executor.paced_until
+            if paced is not None:
+                timeout = max(0.0, min(timeout, paced - time.monotonic()))
             seen = self.executor.timers.wait(timeout, seen)
 
     def stop(self, grace: float = 30.0) -> None:

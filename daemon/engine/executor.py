@@ -40,6 +40,7 @@ T = TypeVar("T")
 
 Clock = Callable[[], float]
 COSTLY_STEP_SECONDS = 0.01  # a step this long is left to the executor thread, which batches
+PACE = 3.0  # ... and steps such an execution again after this many times its last step's time
 STEP_COSTS_KEPT = 10_000  # executions whose step cost is remembered (a hint, not state)
 MASKED_COLUMNS = ("outputs", "error", "labels")
 """Columns of task runs and executions that renders fill, masked before they are written.
@@ -131,6 +132,11 @@ class Executor:
         """Per thread: whether the worker finishing an attempt will claim next."""
         self._step_costs: dict[str, float] = {}
         """Executions whose last step took COSTLY_STEP_SECONDS or more (and how long)."""
+        self._paced: dict[str, float] = {}
+        """Costly executions the executor thread steps again no sooner than this (clock
+        of time.monotonic): see `tick`."""
+        self.paced_until: float | None = None
+        """When the executor thread should look again at an execution it let wait."""
         self.holds: Callable[[Row], bool] = _held_by_nobody
         """Whether a live worker of this process runs a task run: its expired lease is
         not taken away (the engine points this at its worker pool)."""
@@ -222,9 +228,12 @@ class Executor:
         if seconds >= COSTLY_STEP_SECONDS:
             if len(self._step_costs) >= STEP_COSTS_KEPT:
                 self._step_costs.clear()
+                self._paced.clear()
             self._step_costs[execution_id] = seconds
+            self._paced[execution_id] = time.monotonic() + seconds * PACE
         else:
             self._step_costs.pop(execution_id, None)
+            self._paced.pop(execution_id, None)
 
     def _costly(self, execution_id: str) -> bool:
         """Whether the last step of this execution took long: an in-memory hint only."""
@@ -515,12 +524,24 @@ class Executor:
 
     # -- time ------------------------------------------------------------------------------
     def tick(self) -> None:
-        """Act on what time changed: lost leases, then due and changed executions."""
+        """Act on what time changed: lost leases, then due and changed executions.
+
+        A costly execution (a step of a wide fan-out reads every open task run) is
+        stepped again no sooner than its last step took: the workers' ends gather
+        meanwhile and the next step takes them all, where stepping at every end would
+        spend the process's time re-reading the fan-out (quadratic in its width). It
+        stays marked in the store, so the wait costs nothing if the process dies.
+        """
         now = self.clock()
         for run in self.store.expired_leases(now):
             if not self.holds(run):
                 self._lease_lost(run)
+        self.paced_until = None
         for execution_id in self.store.executions_to_advance(now):
+            not_before = self._paced.get(execution_id)
+            if not_before is not None and time.monotonic() < not_before:
+                self.paced_until = min(self.paced_until or not_before, not_before)
+                continue
             ended = self.store.retrying(functools.partial(self._advance_in, execution_id))
             self._after_commit(ended)
 
