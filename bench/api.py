@@ -50,6 +50,9 @@ from typing import Any
 READY_TIMEOUT = 120.0
 POLL_SECONDS = 0.01  # how often a waiting client asks whether an execution ended
 SLOW_POLL_SECONDS = 0.05  # ... when the store's own times are what is measured
+BIG_POLL_SECONDS = 1.0  # ... an execution of thousands of task runs, as a watcher would: each
+# answer carries every task run (20,000 for figure 7), and reading it 20 times a second
+# would measure the reads, not the run
 TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"}
 NAMESPACE = "bench"
 
@@ -342,7 +345,7 @@ def foreach(daemon: Daemon, quick: bool) -> None:
     items = 1000 if quick else 10_000
     began = time.perf_counter()
     execution_id = start(connection, "foreach", {"items": items})
-    row = wait_ended(connection, execution_id, timeout=1800, poll=SLOW_POLL_SECONDS)
+    row = wait_ended(connection, execution_id, timeout=1800, poll=BIG_POLL_SECONDS)
     took = time.perf_counter() - began
     print(f"7. ForEach over {items} items, a Log each: {row['state']['current']}")
     print(
@@ -355,7 +358,7 @@ def parallel(daemon: Daemon, quick: bool) -> None:
     connection = daemon.connection()
     began = time.perf_counter()
     row = wait_ended(
-        connection, start(connection, "parallel"), timeout=1800, poll=SLOW_POLL_SECONDS
+        connection, start(connection, "parallel"), timeout=1800, poll=BIG_POLL_SECONDS
     )
     took = time.perf_counter() - began
     print(f"8. Parallel of 2,000 Log tasks: {row['state']['current']}")

@@ -228,7 +228,7 @@ class Daemon:
         """Start every part; the port is taken first, so a busy port fails before anything runs."""
         server = self._bind_http()
         self.mirror.ensure()
-        self.engine.start()
+        self.engine.start(remove_orphans=False)  # after the first sync: see _sync_loop
         self.file_triggers.start()
         self.scheduler.start()
         self._spawn(self._sync_loop, "sync")
@@ -266,6 +266,7 @@ class Daemon:
             log.exception("cannot read the sync history")
         self._run_sync("startup")
         self._synced_once.set()
+        self.engine.remove_orphans_soon()
         failures = 0
         next_poll = self._next_poll(0)
         while not self._stop.is_set():

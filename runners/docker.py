@@ -40,18 +40,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import requests
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.utils import parse_repository_tag
-
+from headwater.runners import dockersdk as sdk
 from headwater.runners.base import LineSink, RunResult, RunSpec, Stream
 from headwater.runners.docker_settings import ContainerRefused as ContainerRefused
 from headwater.runners.docker_settings import DockerSettings
 from headwater.runners.docker_volumes import HostVolumes, remove_leftover_volumes
 from headwater.runners.process import LineSplitter
+
+if TYPE_CHECKING:
+    import docker
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +135,7 @@ class DockerRunner:
                 container = _create(api, config, spec.container.pull_policy)
             except (ContainerRefused, _ImageError) as exc:
                 return RunResult(exit_code=None, duration=_since(started), error=str(exc))
-            except (DockerException, requests.RequestException) as exc:
+            except sdk.failures() as exc:
                 error = f"the Docker engine at {self.where()} failed: {_reason(exc)}"
                 return RunResult(exit_code=None, duration=_since(started), error=error)
             watch = _Container(api, container, spec, self.settings)
@@ -219,7 +218,7 @@ class DockerRunner:
                 labels.get(LABEL_TASK_RUN),
                 labels.get(LABEL_ATTEMPT),
             )
-            with contextlib.suppress(NotFound):
+            with contextlib.suppress(sdk.not_found()):
                 api.remove_container(container["Id"], force=True, v=True)
                 removed += 1
         volumes = remove_leftover_volumes(api, f"{LABEL_OWNER}={self.settings.owner}")
@@ -252,9 +251,9 @@ def _split_entrypoint(
 def _connect(settings: DockerSettings) -> docker.APIClient:
     pool = max(10, 2 * settings.max_containers + 2)  # an output stream holds a connection
     kwargs: dict[str, Any] = (
-        {"base_url": settings.host} if settings.host else dict(docker.utils.kwargs_from_env())
+        {"base_url": settings.host} if settings.host else sdk.options_from_env()
     )
-    return docker.APIClient(
+    return sdk.client(
         version="auto", timeout=int(API_TIMEOUT_SECONDS), max_pool_size=pool, **kwargs
     )
 
@@ -274,7 +273,7 @@ def _create(api: docker.APIClient, config: dict[str, Any], policy: str) -> str:
         _pull(api, image)
     try:
         return str(api.create_container(**config)["Id"])
-    except ImageNotFound:
+    except sdk.image_not_found():
         if policy != "IF_NOT_PRESENT":
             raise _ImageError(
                 f"image {image!r} is not on the Docker engine and pullPolicy is {policy}: "
@@ -286,21 +285,21 @@ def _create(api: docker.APIClient, config: dict[str, Any], policy: str) -> str:
 
 def _pull(api: docker.APIClient, image: str) -> None:
     """Pull `image`, or raise _ImageError saying why not."""
-    repository, tag = parse_repository_tag(image)
+    repository, tag = sdk.repository_and_tag(image)
     log.info("pulling image %s", image)
     try:
         # Without a tag the SDK would pull every tag of the repository.
         for event in api.pull(repository, tag=tag or "latest", stream=True, decode=True):
             if "error" in event:
                 raise _ImageError(f"cannot pull image {image!r}: {event['error']}")
-    except (DockerException, requests.RequestException) as exc:
+    except sdk.failures() as exc:
         raise _ImageError(f"cannot pull image {image!r}: {_reason(exc)}") from None
 
 
 def _reason(exc: Exception) -> str:
     """The engine's own explanation of an error, without the SDK's HTTP wrapping."""
-    if isinstance(exc, APIError) and exc.explanation:
-        return str(exc.explanation)
+    if isinstance(exc, sdk.api_error()) and getattr(exc, "explanation", None):
+        return str(exc.explanation)  # type: ignore[attr-defined]
     return str(exc) or type(exc).__name__
 
 
@@ -334,7 +333,7 @@ class _Container:
             # busy engine lines printed while it switches from replay to stream came twice.
             stream = self.api.attach(self.id, stream=True, logs=False, demux=True)
             self.api.start(self.id)
-        except (DockerException, requests.RequestException) as exc:
+        except sdk.failures() as exc:
             error = f"cannot start the container: {_reason(exc)}"
             return RunResult(exit_code=None, duration=_since(started), error=error)
         reader = threading.Thread(
@@ -363,7 +362,7 @@ class _Container:
                 splitter.close()
         except BaseException as exc:  # passed on by the waiting thread, after removal
             self.output_error = exc
-            with contextlib.suppress(DockerException, requests.RequestException):
+            with contextlib.suppress(*sdk.failures()):
                 self.api.kill(self.id)
         finally:
             self.output_done.set()
@@ -386,7 +385,7 @@ class _Container:
         threading.Thread(target=self._stop_container, daemon=True).start()
 
     def _stop_container(self) -> None:
-        with contextlib.suppress(DockerException, requests.RequestException):
+        with contextlib.suppress(*sdk.failures()):
             self.api.stop(self.id, timeout=max(0, round(self.grace)))
 
     def _result(self, started: float) -> RunResult:
@@ -395,7 +394,7 @@ class _Container:
             state = self.api.inspect_container(self.id)["State"]
             if self.copy and self.spec.keep_files and self.stop != "cancel":
                 self._copy_out()
-        except (DockerException, requests.RequestException, tarfile.TarError, OSError) as exc:
+        except sdk.failures() + (tarfile.TarError, OSError) as exc:
             error = f"cannot finish the container's run: {_reason(exc)}"
             return RunResult(exit_code=None, duration=_since(started), error=error)
         oom = bool(state.get("OOMKilled")) or (
@@ -420,9 +419,9 @@ class _Container:
     def remove(self) -> None:
         try:
             self.api.remove_container(self.id, force=True, v=True)
-        except NotFound:
+        except sdk.not_found():
             pass
-        except (DockerException, requests.RequestException):
+        except sdk.failures():
             log.warning("cannot remove container %s", self.id[:12], exc_info=True)
 
 

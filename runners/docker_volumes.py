@@ -32,12 +32,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import docker
-import requests
-from docker.errors import DockerException, NotFound
-
+from headwater.runners import dockersdk as sdk
 from headwater.runners.docker_settings import ContainerRefused, DockerSettings
+
+if TYPE_CHECKING:
+    import docker
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +252,9 @@ class HostVolumes:
     def _gone(self, name: str) -> bool:
         try:
             self.api.remove_volume(name)
-        except NotFound:
+        except sdk.not_found():
             pass
-        except (DockerException, requests.RequestException):
+        except sdk.failures():
             log.warning("cannot remove engine volume %s", name, exc_info=True)
             return False
         return True
@@ -276,7 +277,7 @@ def remove_leftover_volumes(api: docker.APIClient, label: str) -> int:
     for volume in found:
         if _alive((volume.get("Labels") or {}).get(LABEL_PID, "")):
             continue
-        with contextlib.suppress(DockerException, requests.RequestException):
+        with contextlib.suppress(*sdk.failures()):
             api.remove_volume(volume["Name"])
             removed += 1
     return removed

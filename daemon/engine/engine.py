@@ -261,13 +261,22 @@ class Engine:
             return tx.unfinished_executions(namespace, flow_id)
 
     # -- running -------------------------------------------------------------------------
-    def start(self) -> None:
+    def remove_orphans_soon(self) -> None:
+        """Remove, in the background, containers a stopped Headwater left on the engine."""
+        remove_orphans_soon(self.docker, self.store, self.clock)
+
+    def start(self, remove_orphans: bool = True) -> None:
+        """Start the workers and the executor. `remove_orphans`: remove the containers a
+        stopped process left now, in the background; else the caller calls
+        `remove_orphans_soon` when it suits it (the daemon: after its first sync, so the
+        Docker SDK's import does not slow its start)."""
         if self.store.sqlite:
             # The data directory's lock says no other process is alive on this store:
             # every lease still held belongs to a process that died. Take them over now
             # rather than waiting for them to expire.
             self.store.expire_all_leases()
-        remove_orphans_soon(self.docker, self.store, self.clock)
+        if remove_orphans:
+            self.remove_orphans_soon()
         self.logs.start()
         self.pool.start()
         self._executor_thread = threading.Thread(

@@ -152,3 +152,40 @@ def test_importing_the_flow_models_builds_no_validator() -> None:
         """
     )
     assert "headwater.daemon.flow.model" in modules
+
+
+
+# What a daemon on SQLite loads only when a flow uses it: the Docker SDK (with requests
+# and urllib3), which the leftover-container sweep after the first sync loads, and the
+# PostgreSQL dialect, with a PostgreSQL store.
+NOT_FOR_A_SQLITE_DAEMON_AT_START = ("docker", "requests", "urllib3", "psycopg")
+
+
+def test_a_daemon_on_sqlite_starts_without_docker_or_postgresql(tmp_path: Path) -> None:
+    """Everything up to the first sync (held here) runs without them."""
+    script = f"""
+import json, sys, threading
+from headwater.daemon import sync
+held = threading.Event()
+real = sync.Syncer.sync
+def sync_when_let(self, *args, **kwargs):
+    held.wait(60)
+    return real(self, *args, **kwargs)
+sync.Syncer.sync = sync_when_let
+from headwater.daemon.daemon import Daemon
+from headwater.daemon.settings import Settings
+daemon = Daemon(Settings(data_dir={str(tmp_path / "data")!r}, port=0, watch=False))
+daemon.start()
+at_start = sorted(sys.modules)
+held.set()
+daemon.stop(grace=1)
+print(json.dumps(at_start))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    modules = json.loads(result.stdout.splitlines()[-1])
+    assert loaded(modules, NOT_FOR_A_SQLITE_DAEMON_AT_START) == []
+    assert "sqlalchemy.dialects.postgresql" not in modules
+    assert "headwater.runners.docker" in modules  # the runner is there; its SDK is not
