@@ -394,7 +394,7 @@ class _Container:
             state = self.api.inspect_container(self.id)["State"]
             if self.copy and self.spec.keep_files and self.stop != "cancel":
                 self._copy_out()
-        except sdk.failures() + (tarfile.TarError, OSError) as exc:
+        except sdk.failures(tarfile.TarError, OSError) as exc:
             error = f"cannot finish the container's run: {_reason(exc)}"
             return RunResult(exit_code=None, duration=_since(started), error=error)
         oom = bool(state.get("OOMKilled")) or (

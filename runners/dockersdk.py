@@ -14,12 +14,13 @@ if TYPE_CHECKING:
     import docker
 
 
-def failures() -> tuple[type[Exception], ...]:
-    """What a call to the engine raises when it fails: the SDK's errors and the HTTP ones."""
+def failures(*others: type[Exception]) -> tuple[type[Exception], ...]:
+    """What a call to the engine raises when it fails (the SDK's errors and the HTTP
+    ones), and `others`."""
     import requests
     from docker.errors import DockerException
 
-    return (DockerException, requests.RequestException)
+    return (DockerException, requests.RequestException, *others)
 
 
 def not_found() -> type[Exception]:

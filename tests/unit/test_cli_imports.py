@@ -154,7 +154,6 @@ def test_importing_the_flow_models_builds_no_validator() -> None:
     assert "headwater.daemon.flow.model" in modules
 
 
-
 # What a daemon on SQLite loads only when a flow uses it: the Docker SDK (with requests
 # and urllib3), which the leftover-container sweep after the first sync loads, and the
 # PostgreSQL dialect, with a PostgreSQL store.
