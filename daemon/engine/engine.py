@@ -56,6 +56,7 @@ EXECUTOR_POLL_SECONDS = 1.0  # the executor looks for work from other processes 
 # announcement was missed. An idle daemon then wakes a few times a minute, not ten times
 # a second (issue 11: an idle daemon used a third of a core).
 ALONE_POLL_SECONDS = 15.0
+CHECKPOINT_SECONDS = 1.0  # while there are writes, SQLite's WAL is checkpointed this often
 LOCK_FILE = "headwater.lock"
 
 
@@ -115,6 +116,7 @@ class Engine:
         self.storage = LocalStorage(settings.data_dir / "storage")
         self.flow_source: FlowSource | None = None
         self.executor = Executor(self.store, self.flows, self.renderer, clock, self._inputs)
+        self.store.many_commits = self.executor.timers.notify  # time to checkpoint the WAL
         self.logs = LogWriter(self.store, self.masker, clock, settings.log_limits)
         runners, self.docker = build_runners(
             settings.default_runner,
@@ -286,6 +288,7 @@ class Engine:
 
     def _executor_loop(self) -> None:
         seen = self.executor.timers.generation
+        checkpointed = (self.store.commits, time.monotonic())
         while not self._stop.is_set():
             try:
                 self.executor.tick()
@@ -293,13 +296,29 @@ class Engine:
             except Exception:
                 log.exception("executor tick failed; trying again")
                 wake = None
+            checkpointed = self._checkpoint_if_due(checkpointed)
             timeout = self.poll_seconds
+            if self.store.commits != checkpointed[0]:
+                timeout = min(timeout, CHECKPOINT_SECONDS)
             if wake is not None:
                 timeout = max(0.0, min(timeout, wake - self.clock()))
             paced = self.executor.paced_until
             if paced is not None:
                 timeout = max(0.0, min(timeout, paced - time.monotonic()))
             seen = self.executor.timers.wait(timeout, seen)
+
+    def _checkpoint_if_due(self, last: tuple[int, float]) -> tuple[int, float]:
+        """Checkpoint SQLite's WAL here, off the commit path, once a second while there are
+        writes (see `db.SQLITE_PRAGMAS`); (commits, time) of the last checkpoint."""
+        commits, at = last
+        now = time.monotonic()
+        if self.store.commits == commits or now - at < CHECKPOINT_SECONDS:
+            return last
+        try:
+            self.store.checkpoint()
+        except Exception:  # the next one copies what this one did not
+            log.warning("WAL checkpoint failed; trying again later", exc_info=True)
+        return self.store.commits, now
 
     def stop(self, grace: float = 30.0) -> None:
         self._stop.set()

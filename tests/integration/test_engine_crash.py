@@ -159,6 +159,10 @@ def test_a_worker_that_loses_its_lease_stops_its_child(flows: Flows) -> None:
     )[0]
     with flows.engine.store.write() as tx:  # another worker took the task run over
         tx.update_task_run(run["id"], {"lease_owner": "thief", "lease_expires": time.time() + 1})
+    # On SQLite this process is the only writer and announces its writes; the thief is
+    # the test, so it announces this one (else the executor looks again only at its
+    # next idle poll, 15 s away: as long as this test waits).
+    flows.engine.executor.timers.notify()
     # stopped, not left to its `sleep 30` (wait_until gives up long before that)
     wait_until(lambda: not process_group_alive(run["pgid"]), what="the child to stop")
     current = flows.task_run(execution_id, "slow")
