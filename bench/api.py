@@ -42,8 +42,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +218,6 @@ def wait_ended(
 
 def store_duration(row: dict[str, Any]) -> float:
     """created to ended, as the store recorded it (RFC 3339 in the API)."""
-    from datetime import datetime
-
     histories = row["state"]["histories"]
     first = datetime.fromisoformat(histories[0]["date"])
     last = datetime.fromisoformat(histories[-1]["date"])
@@ -293,34 +293,47 @@ def burst(daemon: Daemon, quick: bool) -> None:
 
 
 def open_loop(daemon: Daemon, quick: bool) -> None:
+    """Requests at a fixed rate, whatever the answers take (an open loop: a slow answer
+    does not delay the next request). Each execution's latency runs from the moment its
+    request was due to its end as the store records it (the same machine's clock), so
+    nothing polls while the load runs: polling each execution would be load of its own."""
     rate, seconds = 100, 10 if quick else 60
-    latencies: list[float] = []
+    due_at: dict[str, float] = {}  # execution id -> wall time its request was due
+    refused: list[str] = []
     lock = threading.Lock()
-    outstanding: list[threading.Thread] = []
+    local = threading.local()
 
     def one(due: float) -> None:
-        connection = daemon.connection()
-        execution_id = start(connection, "two")
-        row = wait_ended(connection, execution_id)
-        if row["state"]["current"] != "SUCCESS":
-            print(f"   {execution_id} ended {row['state']['current']}")
+        if not hasattr(local, "connection"):
+            local.connection = daemon.connection()
+        status, body = call(local.connection, "POST", f"/api/v1/executions/{NAMESPACE}/two")
         with lock:
-            latencies.append(time.perf_counter() - due)
+            if status == 200:
+                due_at[str(body["id"])] = due
+            else:
+                refused.append(f"{status} {body}")
 
-    began = time.perf_counter()
-    for n in range(rate * seconds):
-        due = began + n / rate
-        time.sleep(max(0.0, due - time.perf_counter()))
-        thread = threading.Thread(target=one, args=(due,))
-        thread.start()
-        outstanding.append(thread)
-    for thread in outstanding:
-        thread.join()
+    began = time.time()
+    with ThreadPoolExecutor(max_workers=16) as senders:
+        for n in range(rate * seconds):
+            due = began + n / rate
+            time.sleep(max(0.0, due - time.time()))
+            senders.submit(one, due)
+    connection = daemon.connection()
+    latencies, failed = [], 0
+    for execution_id, due in due_at.items():
+        row = wait_ended(connection, execution_id, poll=SLOW_POLL_SECONDS)
+        failed += row["state"]["current"] != "SUCCESS"
+        ended = datetime.fromisoformat(row["state"]["histories"][-1]["date"]).timestamp()
+        latencies.append(ended - due)
     print(f"4. open loop, {rate} two-task executions a second for {seconds} s")
     print(
-        f"   request to SUCCESS seen: p50 {ms(percentile(latencies, 0.5))}, "
-        f"p99 {ms(percentile(latencies, 0.99))} (goal p99 <= 250 ms)"
+        f"   request due to SUCCESS in the store: p50 {ms(percentile(latencies, 0.5))}, "
+        f"p99 {ms(percentile(latencies, 0.99))}, max {ms(max(latencies))} "
+        f"(goal p99 <= 250 ms); {failed} not SUCCESS, {len(refused)} refused"
     )
+    for reason in sorted(set(refused))[:3]:
+        print(f"   refused: {reason}")
 
 
 def sequential_tasks(flow: str, goal: str) -> Callable[[Daemon, bool], None]:
@@ -357,9 +370,7 @@ def foreach(daemon: Daemon, quick: bool) -> None:
 def parallel(daemon: Daemon, quick: bool) -> None:
     connection = daemon.connection()
     began = time.perf_counter()
-    row = wait_ended(
-        connection, start(connection, "parallel"), timeout=1800, poll=BIG_POLL_SECONDS
-    )
+    row = wait_ended(connection, start(connection, "parallel"), timeout=1800, poll=BIG_POLL_SECONDS)
     took = time.perf_counter() - began
     print(f"8. Parallel of 2,000 Log tasks: {row['state']['current']}")
     print(f"   {took:.1f} s request to end seen ({store_duration(row):.1f} s in the store)")
