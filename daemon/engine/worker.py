@@ -261,6 +261,7 @@ class Worker:
         try:
             execution = self._execution(run["execution_id"])
             result = self._execute(run, execution, running.cancel)
+            self._log_outcome(run, execution, running, result)
             self.logs.close(key)
             self._record(run, execution, running, result)
         finally:
@@ -387,9 +388,19 @@ class Worker:
             result = TaskResult(State.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
         if cancel.is_set() and result.state == State.FAILED:
             result.state = State.KILLED
-        if result.error:
-            self.logs.write(execution["id"], run["id"], run["attempt"], "ERROR", result.error)
         return result
+
+    def _log_outcome(self, run: Row, execution: Row, running: Running, result: TaskResult) -> None:
+        """The attempt's error as its last log line; an attempt stopped to be handed back
+        says so instead: it was not killed, and it runs again under the same number."""
+        if running.release:
+            message = (
+                "stopped: Headwater is shutting down; the task run is handed back without "
+                "using an attempt and runs again (lines after this one are its new start)"
+            )
+            self.logs.write(execution["id"], run["id"], run["attempt"], "WARN", message)
+        elif result.error:
+            self.logs.write(execution["id"], run["id"], run["attempt"], "ERROR", result.error)
 
     def _runner_for(self, task: Task) -> Runner:
         runner_spec = getattr(task, "taskRunner", None)

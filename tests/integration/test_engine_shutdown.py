@@ -62,3 +62,7 @@ def test_a_stopped_engine_hands_its_running_task_run_back_without_using_an_attem
     assert work["attempt"] == 1
     assert starts.read_text().splitlines() == ["started", "started"]  # it ran again
     assert done.messages("after") == ["work ended"]
+    # Its log says it was handed back, not that it was killed or failed.
+    assert done.messages("work", "ERROR") == []
+    warnings = done.messages("work", "WARN")
+    assert any("handed back without using an attempt" in line for line in warnings), warnings
