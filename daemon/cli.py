@@ -288,6 +288,8 @@ def plan(
     from headwater.daemon.errors import HeadwaterError
     from headwater.daemon.git import Mirror
     from headwater.daemon.plan import (
+        check_head,
+        check_repository,
         default_base,
         make_plan,
         render_json,
@@ -298,7 +300,13 @@ def plan(
     )
     from headwater.daemon.watch import git_dir
 
-    repo = work_tree_root(repo_path.resolve())
+    try:
+        check_repository(repo_path.resolve())
+        repo = work_tree_root(repo_path.resolve())
+        if head is None or base is None:  # the working tree, or the merge base with HEAD
+            check_head(repo)
+    except HeadwaterError as exc:
+        raise click.UsageError(str(exc)) from None
     if server is not None:
         base = _deployed_commit(server)  # it must be in this clone: fetch first
     mirror = Mirror.read_only(git_dir(repo))

@@ -353,6 +353,33 @@ def work_tree_root(path: Path) -> Path:
     return Path(top) if top else path
 
 
+def check_repository(path: Path) -> None:
+    """Refuse a folder that is not in a git repository, with a message that says so."""
+    if not _try_git(path, "rev-parse", "--git-dir"):
+        raise HeadwaterError(
+            f"{path} is not in a git repository: run `headwater plan` in a clone of your "
+            "flows repository, or give --repo"
+        )
+
+
+def check_head(repo: Path) -> None:
+    """Refuse a HEAD that names no commit: a branch that does not exist (a clone whose
+    remote HEAD is missing) or a repository with no commit yet. Planning from it would
+    compare an empty tree with nothing and find "nothing" to deploy."""
+    if _try_git(repo, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"):
+        return
+    ref = _try_git(repo, "symbolic-ref", "--quiet", "HEAD") or "HEAD"
+    branch = ref.removeprefix("refs/heads/")
+    if not _try_git(repo, "rev-list", "--max-count=1", "--all"):
+        raise HeadwaterError(
+            f"{repo} has no commit yet (HEAD is branch {branch!r}): commit your flows first"
+        )
+    raise HeadwaterError(
+        f"HEAD points at branch {branch!r}, which does not exist in {repo}: "
+        "check out a branch that does (`git switch main`), or give --head and --base"
+    )
+
+
 def working_tree_commit(repo: Path) -> str:
     """A commit of the working tree as it is (untracked files too, .gitignore respected).
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
-from gitrepos import WorkingClone, git_env, make_remote
+from gitrepos import WorkingClone, git, git_env, make_remote
 
 ETL = """id: etl
 namespace: team
@@ -296,3 +296,34 @@ def test_an_unknown_ref_is_a_usage_error(clone: WorkingClone) -> None:
     result = headwater("--base", "no-such-branch", cwd=clone.path)
     assert result.returncode == 2
     assert "'no-such-branch' does not name a commit" in result.stderr
+
+
+def test_outside_a_git_repository_plan_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "not-a-repo"
+    folder.mkdir()
+    result = headwater(cwd=folder)
+    assert result.returncode == 2
+    assert f"{folder} is not in a git repository" in result.stderr
+    assert "git add" not in result.stderr
+
+
+def test_a_clone_whose_head_names_a_missing_branch_is_refused(clone: WorkingClone) -> None:
+    """The remote's HEAD names `master`, which it does not have: the clone checks out
+    nothing, and a plan of its empty tree would say "nothing" and pass."""
+    remote = clone.path.parent / "remote.git"
+    git("symbolic-ref", "HEAD", "refs/heads/master", cwd=remote)
+    copy = clone.path.parent / "copy"
+    git("clone", "--quiet", str(remote), str(copy))
+    result = headwater(cwd=copy)
+    assert result.returncode == 2
+    assert "HEAD points at branch 'master', which does not exist" in result.stderr
+    assert "plan" not in result.stdout
+
+
+def test_a_repository_without_a_commit_is_refused(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    git("init", "--quiet", "--initial-branch=main", str(fresh))
+    (fresh / "flows").mkdir()
+    result = headwater(cwd=fresh)
+    assert result.returncode == 2
+    assert "has no commit yet (HEAD is branch 'main'): commit your flows first" in result.stderr
