@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from headwater.daemon import defaults
+from headwater.daemon import defaults, yamlerrors
 from headwater.daemon.errors import Diagnostic, Position, ValidationFailed
 
 _TAG = "tag:yaml.org,2002:"
@@ -168,7 +168,7 @@ def load(text: str, path: str) -> SourceDocument:
             _check_depth(text, path)
         root = yaml.compose(text, Loader=Loader)
     except yaml.MarkedYAMLError as exc:
-        raise _from_yaml_error(exc, path) from None
+        raise _from_yaml_error(exc, text, path) from None
     except yaml.YAMLError as exc:
         raise _fail(path, 1, 1, f"invalid YAML: {exc}") from None
     if root is None:
@@ -203,16 +203,16 @@ def _fail(path: str, line: int, column: int, message: str) -> ValidationFailed:
     return ValidationFailed([Diagnostic(Position(path, line, column), message)])
 
 
-def _from_yaml_error(exc: yaml.MarkedYAMLError, path: str) -> ValidationFailed:
+def _from_yaml_error(exc: yaml.MarkedYAMLError, text: str, path: str) -> ValidationFailed:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     parts = [p for p in (exc.context, exc.problem) if p]
     if "maximum nesting depth" in " ".join(parts):  # libyaml 0.2.6 and later stop at 1000
         return _fail(path, line, col, _too_deep())
-    if "cannot start any token" in " ".join(parts):
-        parts.append("quote a value that starts with @ or `")
     if "expected a single document" in " ".join(parts):
         parts = ["a flow file holds exactly one YAML document (found a second '---')"]
+    elif (explained := yamlerrors.explain(exc, text, Loader)) is not None:
+        line, col, parts = explained.line, explained.column, [explained.message]
     return _fail(path, line, col, "invalid YAML: " + "; ".join(parts))
 
 

@@ -445,8 +445,9 @@ def test_a_bad_commit_shows_its_errors_and_the_next_good_one_clears_them(
     expect(page.locator(".failure pre.errors")).to_have_text(
         "flows/team/nightly.yaml:5:11: error: tasks[0]: unknown task type 'core.log.Logg'; "
         "did you mean 'core.log.Log'?\n"
-        "flows/team/report.yaml:7:1: error: invalid YAML: while scanning a quoted scalar; "
-        "found unexpected end of stream\n"
+        "flows/team/report.yaml:6:14: error: invalid YAML: unclosed double quote: the string "
+        'that starts here has no closing " (it runs to the end of the file); close it where '
+        "the value ends\n"
     )
     expect(deployed(page).locator(f"code.sha[title='{good}']")).to_be_visible()  # kept
     head = page.locator("dt:text-is('Branch head') + dd")
@@ -469,6 +470,6 @@ def test_a_bad_commit_shows_its_errors_and_the_next_good_one_clears_them(
     expect(failed).to_have_count(1)
     expect(failed.locator("code.sha").nth(1)).to_have_attribute("title", bad)
     expect(page.locator("table.syncs tr.detail pre.errors")).to_contain_text(
-        "flows/team/report.yaml:7:1: error: invalid YAML"
+        "flows/team/report.yaml:6:14: error: invalid YAML"
     )
     shoot(page, "syncs")
