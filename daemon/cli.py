@@ -21,8 +21,46 @@ if TYPE_CHECKING:
     from headwater.daemon.flow.validate import FlowFile
 
 
+SERVER_KEY = "headwater.server"  # where a --server given at any level is kept (ctx.meta)
+
+
+def _remember_server(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """Keep a --server given before or after the command: the innermost one wins (click
+    handles a group's options before its sub-command's)."""
+    if value is not None:
+        ctx.find_root().meta[SERVER_KEY] = value
+
+
+_SERVER_HELP = (
+    f"The daemon's URL (else {defaults.SERVER_VARIABLE}, else {defaults.SERVER}); "
+    "also accepted before the command."
+)
+_SERVER = click.option(
+    "--server", metavar="URL", expose_value=False, callback=_remember_server, help=_SERVER_HELP
+)
+
+
+def _given_server() -> str | None:
+    """The --server given on the command line, wherever it was, if any."""
+    given = click.get_current_context().find_root().meta.get(SERVER_KEY)
+    return str(given) if given else None
+
+
+def _server() -> str:
+    """The daemon a command talks to: --server, else HEADWATER_SERVER, else the default."""
+    return _given_server() or os.environ.get(defaults.SERVER_VARIABLE) or defaults.SERVER
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option(
+    "--server",
+    metavar="URL",
+    expose_value=False,
+    callback=_remember_server,
+    help=f"The daemon's URL, for commands that talk to one (else {defaults.SERVER_VARIABLE}, "
+    f"else {defaults.SERVER}). The token comes from HEADWATER_TOKEN.",
+)
 def main(verbose: int) -> None:
     """Headwater: a Git-native, declarative flow orchestrator."""
     import logging  # here, not at the top: `headwater --help` never needs it
@@ -270,7 +308,14 @@ def init(directory: Path) -> None:
     default="text",
     show_default=True,
 )
-@click.option("--server", help="Compare with what this running daemon has deployed.")
+@click.option(
+    "--server",
+    metavar="URL",
+    expose_value=False,
+    callback=_remember_server,
+    help="Compare with what this running daemon has deployed (HEADWATER_SERVER alone does "
+    "not make plan ask a daemon).",
+)
 def plan(
     base: str | None,
     head: str | None,
@@ -278,7 +323,6 @@ def plan(
     branch: str,
     flows_dir: str,
     fmt: str,
-    server: str | None,
 ) -> None:
     """Show what deploying HEAD over BASE would change, flow by flow.
 
@@ -307,6 +351,7 @@ def plan(
             check_head(repo)
     except HeadwaterError as exc:
         raise click.UsageError(str(exc)) from None
+    server = _given_server()
     if server is not None:
         base = _deployed_commit(server)  # it must be in this clone: fetch first
     mirror = Mirror.read_only(git_dir(repo))
@@ -335,26 +380,19 @@ def _deployed_commit(server: str) -> str:
 
 @main.group(invoke_without_command=True)
 @click.option("--to", "to", help="Deploy this commit and hold it (a pin) until `sync resume`.")
-@click.option(
-    "--server",
-    envvar="HEADWATER_SERVER",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The daemon's URL (or HEADWATER_SERVER).",
-)
+@_SERVER
 @click.pass_context
-def sync(ctx: click.Context, to: str | None, server: str) -> None:
+def sync(ctx: click.Context, to: str | None) -> None:
     """Ask a running daemon to sync now (or to deploy a named commit with --to).
 
     The token comes from HEADWATER_TOKEN. Exit 0 when the sync succeeded or found
     nothing new, 1 when the commit failed to deploy (its errors are printed).
     """
-    ctx.obj = server
     if ctx.invoked_subcommand is not None:
         return
     from headwater.daemon.client import Client
 
-    outcome = Client(server).post("/api/v1/sync", {"to": to} if to else {})
+    outcome = Client(_server()).post("/api/v1/sync", {"to": to} if to else {})
     click.echo(
         f"{outcome.get('result')}: {outcome.get('fromCommit') or '-'} -> "
         f"{outcome.get('toCommit') or '-'} (+{outcome.get('added', 0)} "
@@ -368,42 +406,34 @@ def sync(ctx: click.Context, to: str | None, server: str) -> None:
 
 
 @sync.command("suspend")
-@click.pass_obj
-def sync_suspend(server: str) -> None:
+@_SERVER
+def sync_suspend() -> None:
     """Turn automatic sync off (pushes are not deployed until `sync resume`)."""
     from headwater.daemon.client import Client
 
-    status = Client(server).post("/api/v1/sync/suspend", {})
+    status = Client(_server()).post("/api/v1/sync/suspend", {})
     click.echo(f"sync is {status.get('status')}")
 
 
 @sync.command("resume")
-@click.pass_obj
-def sync_resume(server: str) -> None:
+@_SERVER
+def sync_resume() -> None:
     """Turn automatic sync back on and release a pin."""
     from headwater.daemon.client import Client
 
-    status = Client(server).post("/api/v1/sync/resume", {})
+    status = Client(_server()).post("/api/v1/sync/resume", {})
     click.echo(f"sync is {status.get('status')}")
 
 
 @main.group()
-@click.option(
-    "--server",
-    envvar="HEADWATER_SERVER",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The daemon's URL (or HEADWATER_SERVER).",
-)
-@click.pass_context
-def execution(ctx: click.Context, server: str) -> None:
+@_SERVER
+def execution() -> None:
     """Control an execution on a running daemon: kill, restart, replay, resume.
 
     The token comes from HEADWATER_TOKEN. Each command prints the execution's id and
     state; with --wait it waits for the end and exits 0 for SUCCESS or WARNING, 1
     otherwise. A state that does not allow the command exits 1 and says why.
     """
-    ctx.obj = server
 
 
 _WAIT = click.option("--wait", is_flag=True, help="Wait for the execution to end.")
@@ -412,19 +442,19 @@ _WAIT = click.option("--wait", is_flag=True, help="Wait for the execution to end
 @execution.command("kill")
 @click.argument("execution_id")
 @_WAIT
-@click.pass_obj
-def execution_kill(server: str, execution_id: str, wait: bool) -> None:
+@_SERVER
+def execution_kill(execution_id: str, wait: bool) -> None:
     """Kill a running, paused or queued execution (its processes are stopped)."""
-    _control(server, execution_id, "kill", {}, wait)
+    _control(execution_id, "kill", {}, wait)
 
 
 @execution.command("restart")
 @click.argument("execution_id")
 @_WAIT
-@click.pass_obj
-def execution_restart(server: str, execution_id: str, wait: bool) -> None:
+@_SERVER
+def execution_restart(execution_id: str, wait: bool) -> None:
     """Run a FAILED or KILLED execution's failed tasks again; what succeeded is kept."""
-    _control(server, execution_id, "restart", {}, wait)
+    _control(execution_id, "restart", {}, wait)
 
 
 @execution.command("replay")
@@ -432,9 +462,9 @@ def execution_restart(server: str, execution_id: str, wait: bool) -> None:
 @click.option("--task-run", "task_run_id", help="Start from this task run (default: the start).")
 @click.option("-i", "--input", "inputs", multiple=True, help="New input: name=value (repeat).")
 @_WAIT
-@click.pass_obj
+@_SERVER
 def execution_replay(
-    server: str, execution_id: str, task_run_id: str | None, inputs: tuple[str, ...], wait: bool
+    execution_id: str, task_run_id: str | None, inputs: tuple[str, ...], wait: bool
 ) -> None:
     """Start a new execution of an ended one, with the same revision and inputs.
 
@@ -450,26 +480,24 @@ def execution_replay(
         if bad:
             raise click.UsageError(f"inputs are given as name=value, got {bad[0]!r}")
         body["inputs"] = {name: value for name, _, value in pairs}
-    _control(server, execution_id, "replay", body, wait)
+    _control(execution_id, "replay", body, wait)
 
 
 @execution.command("resume")
 @click.argument("execution_id")
 @_WAIT
-@click.pass_obj
-def execution_resume(server: str, execution_id: str, wait: bool) -> None:
+@_SERVER
+def execution_resume(execution_id: str, wait: bool) -> None:
     """Resume a PAUSED execution."""
-    _control(server, execution_id, "resume", {}, wait)
+    _control(execution_id, "resume", {}, wait)
 
 
-def _control(
-    server: str, execution_id: str, verb: str, body: dict[str, object], wait: bool
-) -> None:
+def _control(execution_id: str, verb: str, body: dict[str, object], wait: bool) -> None:
     from urllib.parse import quote
 
     from headwater.daemon.client import Client
 
-    client = Client(server)
+    client = Client(_server())
     row = client.post(f"/api/v1/executions/{quote(execution_id, safe='')}/{verb}", body)
     shown = row.get("id", execution_id)
     if shown != execution_id:
@@ -490,20 +518,13 @@ def _control(
 )
 @click.option("--label", "labels", multiple=True, help="A label: key=value (repeat).")
 @click.option("--wait", is_flag=True, help="Follow the execution to its end, with progress.")
-@click.option(
-    "--server",
-    envvar="HEADWATER_SERVER",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The daemon's URL (or HEADWATER_SERVER).",
-)
+@_SERVER
 def execute(
     namespace: str,
     flow_id: str,
     inputs: tuple[str, ...],
     labels: tuple[str, ...],
     wait: bool,
-    server: str,
 ) -> None:
     """Start an execution of a deployed flow on a running daemon.
 
@@ -521,7 +542,7 @@ def execute(
     query = urlencode([("labels", f"{key}:{value}") for key, value in pairs])
     path = f"/api/v1/executions/{quote(namespace, safe='')}/{quote(flow_id, safe='')}"
     path += f"?{query}" if query else ""
-    client = Client(server)
+    client = Client(_server())
     row = client.post_form(path, fields, files) if files else client.post(path, {"inputs": fields})
     click.echo(f"execution {row.get('id')} of {namespace}.{flow_id} started")
     if not wait:
@@ -596,16 +617,8 @@ def _progress_line(run: dict[str, Any], state: str) -> str:
 @click.argument("trigger_id", metavar="TRIGGER")
 @click.option("--from", "start", required=True, help="First time (RFC 3339, or a date).")
 @click.option("--to", "end", required=True, help="Last time, included (RFC 3339, or a date).")
-@click.option(
-    "--server",
-    envvar="HEADWATER_SERVER",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="The daemon's URL (or HEADWATER_SERVER).",
-)
-def backfill(
-    namespace: str, flow_id: str, trigger_id: str, start: str, end: str, server: str
-) -> None:
+@_SERVER
+def backfill(namespace: str, flow_id: str, trigger_id: str, start: str, end: str) -> None:
     """Run a Schedule trigger over a past range on a running daemon.
 
     Each time of the cron from --from to --to (both included) starts one execution,
@@ -619,7 +632,8 @@ def backfill(
     from headwater.daemon.client import Client
 
     parts = "/".join(quote(part, safe="") for part in (namespace, flow_id, trigger_id))
-    answer = Client(server).post(f"/api/v1/triggers/{parts}/backfill", {"from": start, "to": end})
+    path = f"/api/v1/triggers/{parts}/backfill"
+    answer = Client(_server()).post(path, {"from": start, "to": end})
     click.echo(
         f"backfill of {namespace}.{flow_id} trigger {trigger_id}: {answer.get('times')} "
         f"time(s) from {answer.get('first')} to {answer.get('last')}, "

@@ -1,6 +1,6 @@
 """A small client of the daemon's JSON API for the CLI (sync, execute, control).
 
-The server comes from `--server` or HEADWATER_SERVER, the token only from
+The server comes from `--server` or HEADWATER_SERVER (resolved in cli.py), the token only from
 HEADWATER_TOKEN (never a flag, so it stays out of `ps` and shell history).
 """
 

@@ -25,3 +25,7 @@ TYPE_SUGGESTION_CUTOFF = 0.8  # type names are long and alike: only close ones a
 # -- task logs -----------------------------------------------------------------------
 LOG_MAX_LINES = 1_000_000  # log lines one attempt of a task run may store
 LOG_MAX_BYTES = 100 * 1024 * 1024  # bytes of log text one attempt of a task run may store
+
+# -- the command line ----------------------------------------------------------------
+SERVER_VARIABLE = "HEADWATER_SERVER"  # the daemon's URL, when no --server is given
+SERVER = "http://127.0.0.1:8080"  # where commands find a daemon by default: `headwater up`'s own

@@ -81,7 +81,8 @@ def control_a_running_daemon(start_daemon: DaemonFactory, tmp_path: Path) -> Non
     # kill: the script's process is gone, the execution ends KILLED
     slow = start(daemon, "slow")
     wait_until(lambda: pids_with(marker), what="the script's process")
-    killed = headwater("execution", "kill", slow, "--wait", env=env)
+    # --server after the sub-command, with no HEADWATER_SERVER (issue 15)
+    killed = headwater("execution", "kill", "--server", daemon.url, slow, "--wait")
     assert killed.stdout.strip() == f"execution {slow} is KILLED", killed.stderr
     assert killed.returncode == 1  # --wait: the execution did not succeed
     assert pids_with(marker) == []
@@ -93,7 +94,9 @@ def control_a_running_daemon(start_daemon: DaemonFactory, tmp_path: Path) -> Non
     flaky = start(daemon, "flaky")
     wait_until(lambda: state(daemon, flaky) == "FAILED", what="the flaky execution to fail")
     fixed.touch()
-    restarted = headwater("execution", "restart", flaky, "--wait", env=env)
+    # --server before the command (the global option) wins over HEADWATER_SERVER
+    away = {"HEADWATER_SERVER": "http://127.0.0.1:9"}
+    restarted = headwater("--server", daemon.url, "execution", "restart", flaky, "--wait", env=away)
     assert restarted.returncode == 0, restarted.stderr
     assert restarted.stdout.strip() == f"execution {flaky} is SUCCESS"
     work = next(r for r in execution(daemon, flaky)["taskRunList"] if r["taskId"] == "work")
