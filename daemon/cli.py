@@ -40,6 +40,16 @@ _SERVER = click.option(
 )
 
 
+_OUTPUT = click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: print the ended execution as GET /api/v1/executions/{id} answers it, "
+    "alone on standard output (progress goes to standard error).",
+)
+
+
 def _given_server() -> str | None:
     """The --server given on the command line, wherever it was, if any."""
     given = click.get_current_context().find_root().meta.get(SERVER_KEY)
@@ -154,11 +164,19 @@ def schema(output: Path | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Keep the store, logs and files here (default: a temporary folder).",
 )
-def run(file: Path, inputs: tuple[str, ...], flows_dir: Path | None, data_dir: Path | None) -> None:
+@_OUTPUT
+def run(
+    file: Path,
+    inputs: tuple[str, ...],
+    flows_dir: Path | None,
+    data_dir: Path | None,
+    output: str,
+) -> None:
     """Run one flow once on this machine, with live progress.
 
     Exit 0 when the execution ends SUCCESS or WARNING, 1 otherwise (or when its
     inputs are refused: nothing runs then). Ctrl-C kills the execution cleanly.
+    `--output json` prints the ended execution as the daemon's API would.
     """
     from headwater.daemon.engine.inputs import InputsRefused
     from headwater.daemon.errors import HeadwaterError, ValidationFailed
@@ -169,7 +187,10 @@ def run(file: Path, inputs: tuple[str, ...], flows_dir: Path | None, data_dir: P
     except (ValueError, OSError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        status = run_local(file, given, flows_dir, data_dir)
+        if output == "json":
+            status = _run_for_json(file, given, flows_dir, data_dir)
+        else:
+            status = run_local(file, given, flows_dir, data_dir)
     except InputsRefused as exc:
         click.echo(f"inputs refused, nothing was run:\n{exc}", err=True)
         status = 1
@@ -180,6 +201,58 @@ def run(file: Path, inputs: tuple[str, ...], flows_dir: Path | None, data_dir: P
         click.echo(f"error: {exc}", err=True)
         status = 1
     sys.exit(status)
+
+
+def _run_for_json(
+    file: Path, given: dict[str, Any], flows_dir: Path | None, data_dir: Path | None
+) -> int:
+    """`run --output json`: the progress on standard error, then the ended execution.
+
+    The store outlives the run (a temporary data directory is removed only after the
+    execution is read back), so the JSON is made by the API's own serializer."""
+    import tempfile
+
+    from headwater.daemon.engine.flows import parse_flow
+    from headwater.daemon.localrun import run_local
+
+    with tempfile.TemporaryDirectory(prefix="headwater-run-") as temporary:
+        folder = data_dir or Path(temporary)
+        flow = parse_flow(file.read_text(encoding="utf-8"), str(file))
+        status = run_local(file, given, flows_dir, folder, out=sys.stderr)
+        click.echo(_dumps(_last_execution(folder, flow.namespace, flow.id)))
+    return status
+
+
+def _last_execution(data_dir: Path, namespace: str, flow_id: str) -> dict[str, Any]:
+    """The newest top-level execution of a flow in a data directory's store (the one
+    `run` just ended: one `run` at a time holds a data directory), as the API shows it:
+    SECRET inputs masked."""
+    import time
+
+    from headwater.daemon.engine.sealing import is_sealed
+    from headwater.daemon.store.db import make_engine, sqlite_url
+    from headwater.daemon.store.queries import Page, search_executions
+    from headwater.daemon.store.store import Store
+    from headwater.web import serialize
+    from headwater.web.pages.display import HIDDEN
+
+    db = make_engine(sqlite_url(data_dir))
+    try:
+        with Store(db).read() as tx:
+            found = search_executions(tx, Page(size=100), namespace, flow_id).results
+            row = next(row for row in found if not row.get("parent_execution_id"))
+            runs = tx.task_runs(row["id"])
+    finally:
+        db.dispose()
+    inputs = row.get("inputs") or {}
+    row = {**row, "inputs": {k: HIDDEN if is_sealed(v) else v for k, v in inputs.items()}}
+    return serialize.execution(row, runs, time.time())
+
+
+def _dumps(value: object) -> str:
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False)
 
 
 @main.command()
@@ -518,6 +591,7 @@ def _control(execution_id: str, verb: str, body: dict[str, object], wait: bool) 
 )
 @click.option("--label", "labels", multiple=True, help="A label: key=value (repeat).")
 @click.option("--wait", is_flag=True, help="Follow the execution to its end, with progress.")
+@_OUTPUT
 @_SERVER
 def execute(
     namespace: str,
@@ -525,13 +599,15 @@ def execute(
     inputs: tuple[str, ...],
     labels: tuple[str, ...],
     wait: bool,
+    output: str,
 ) -> None:
     """Start an execution of a deployed flow on a running daemon.
 
     The token comes from HEADWATER_TOKEN. Prints the new execution's id. With --wait,
     prints each task run's state as it changes, then the end state; exit 0 when it
     ends SUCCESS or WARNING, 1 otherwise (its error is printed). Inputs the flow refuses
-    start nothing and exit 1 with every problem.
+    start nothing and exit 1 with every problem. `--output json` prints the execution
+    as the API answers it: the created one, or with --wait the ended one.
     """
     from urllib.parse import quote, urlencode
 
@@ -544,14 +620,19 @@ def execute(
     path += f"?{query}" if query else ""
     client = Client(_server())
     row = client.post_form(path, fields, files) if files else client.post(path, {"inputs": fields})
-    click.echo(f"execution {row.get('id')} of {namespace}.{flow_id} started")
+    json_output = output == "json"  # then stdout holds the JSON alone; the rest goes to stderr
+    click.echo(f"execution {row.get('id')} of {namespace}.{flow_id} started", err=json_output)
     if not wait:
+        if json_output:
+            click.echo(_dumps(row))
         return
-    row = _follow(client, str(row.get("id")))
+    row = _follow(client, str(row.get("id")), err=json_output)
     state = row.get("state", {}).get("current")
-    click.echo(f"execution {row.get('id')} ended {state}")
+    click.echo(f"execution {row.get('id')} ended {state}", err=json_output)
     if row.get("error"):
         click.echo(f"error: {row['error']}", err=True)
+    if json_output:
+        click.echo(_dumps(row))
     sys.exit(0 if state in ("SUCCESS", "WARNING") else 1)
 
 
@@ -583,8 +664,9 @@ FOLLOW_POLL_SECONDS = 0.3  # how often `execute --wait` reads the execution
 ENDED = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
 
 
-def _follow(client: Client, execution_id: str) -> dict[str, Any]:
-    """Read the execution until it ends, printing each task run whose state changed."""
+def _follow(client: Client, execution_id: str, err: bool = False) -> dict[str, Any]:
+    """Read the execution until it ends, printing each task run whose state changed
+    (on standard error with `err`)."""
     import time
     from urllib.parse import quote
 
@@ -595,7 +677,7 @@ def _follow(client: Client, execution_id: str) -> dict[str, Any]:
             state = run["state"]["current"]
             if seen.get(run["id"]) != state:
                 seen[run["id"]] = state
-                click.echo(_progress_line(run, state))
+                click.echo(_progress_line(run, state), err=err)
         if row["state"]["current"] in ENDED:
             return dict(row)
         time.sleep(FOLLOW_POLL_SECONDS)

@@ -7,6 +7,7 @@ its exit code are checked, as is what the daemon then shows through its API.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +147,43 @@ def test_usage_errors_and_a_wrong_token(daemon: RunningDaemon) -> None:
     code, _, err = execute(daemon, "company.team", "nope")
     assert code == 1
     assert "HTTP 404" in err and "company.team.nope" in err
+
+
+def test_wait_with_output_json_prints_the_ended_execution_as_the_api_does(
+    daemon: RunningDaemon,
+) -> None:
+    """Standard output is the JSON alone: what GET /api/v1/executions/{id} answers once
+    the execution has ended; the progress goes to standard error."""
+    code, out, err = execute(
+        daemon, "company.team", "greet", "-i", "name=Jo", "--wait", "--output", "json"
+    )
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown == daemon.get(f"/api/v1/executions/{shown['id']}")
+    assert shown["state"]["current"] == "SUCCESS"
+    assert shown["inputs"]["name"] == "Jo"
+    assert [run["taskId"] for run in shown["taskRunList"]] == ["hello", "count"]
+    assert f"execution {shown['id']} of company.team.greet started" in err
+    assert f"execution {shown['id']} ended SUCCESS" in err
+
+
+def test_a_failed_execution_with_output_json_exits_1(daemon: RunningDaemon) -> None:
+    code, out, err = execute(daemon, "company.team", "broken", "--wait", "--output", "json")
+    assert code == 1
+    shown = json.loads(out)
+    assert shown["state"]["current"] == "FAILED"
+    assert shown["error"] and err.rstrip().endswith(f"error: {shown['error']}")
+    boom = next(run for run in shown["taskRunList"] if run["taskId"] == "boom")
+    assert boom["state"]["current"] == "FAILED"
+
+
+def test_output_json_without_wait_prints_the_created_execution(daemon: RunningDaemon) -> None:
+    code, out, err = execute(daemon, "company.team", "greet", "-i", "name=Al", "--output", "json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["flowId"] == "greet" and shown["inputs"]["name"] == "Al"
+    assert shown["state"]["current"] in ("CREATED", "QUEUED", "RUNNING", "SUCCESS")
+    wait_until(
+        lambda: daemon.get(f"/api/v1/executions/{shown['id']}")["state"]["endDate"],
+        what="the execution to end",
+    )

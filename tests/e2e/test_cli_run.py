@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import signal
@@ -14,6 +15,10 @@ from contextlib import closing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+API_EXECUTION_KEYS = [
+    "id", "namespace", "flowId", "flowRevision", "commit", "state", "inputs", "outputs",
+    "labels", "trigger", "originalId", "parentId", "error", "taskRunList",
+]  # fmt: skip
 
 GREETER = """\
 id: greeter
@@ -244,3 +249,68 @@ def marked_processes(marker: str) -> list[str]:
             if marker.encode() in cmdline:
                 found.append(entry.name)
     return found
+
+
+def test_output_json_prints_the_ended_execution_as_the_api_shows_it(tmp_path: Path) -> None:
+    """Standard output is the JSON alone (progress goes to standard error), in the shape
+    of GET /api/v1/executions/{id}, for scripts and CI to assert on."""
+    flow = write_flow(tmp_path)
+    data = tmp_path / "data"
+    result = headwater(
+        "run", str(flow), "-i", "name=Ada", "--output", "json", "--data-dir", str(data),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert list(shown) == API_EXECUTION_KEYS
+    assert shown["namespace"] == "tests.cli" and shown["flowId"] == "greeter"
+    assert shown["state"]["current"] == "SUCCESS"
+    assert [h["state"] for h in shown["state"]["histories"]] == ["CREATED", "RUNNING", "SUCCESS"]
+    assert shown["inputs"] == {"name": "Ada", "times": 2}
+    assert shown["outputs"] == {"greeting": "hello Ada"}
+    assert shown["error"] is None
+    labels = {(run["taskId"], run["value"]) for run in shown["taskRunList"]}
+    assert {("hello", None), ("count", "1"), ("count", "2"), ("gate", None)} <= labels
+    assert all(run["state"]["current"] == "SUCCESS" for run in shown["taskRunList"])
+    assert f"execution {shown['id']} ended SUCCESS" in result.stderr
+    assert (shown["id"], "SUCCESS") in executions(data)
+
+    again = headwater(
+        "run", str(flow), "-i", "name=Bo", "--output", "json", "--data-dir", str(data),
+        cwd=tmp_path,
+    )  # fmt: skip
+    second = json.loads(again.stdout)
+    assert second["id"] != shown["id"]
+    assert second["inputs"]["name"] == "Bo"
+
+
+def test_output_json_of_a_failed_run_exits_1_with_the_error(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path)
+    result = headwater("run", str(flow), "-i", "name=Nobody", "--output", "json", cwd=tmp_path)
+    assert result.returncode == 1
+    shown = json.loads(result.stdout)
+    assert shown["state"]["current"] == "FAILED"
+    assert "nobody to greet" in shown["error"]
+    gate = next(run for run in shown["taskRunList"] if run["taskId"] == "gate")
+    assert gate["state"]["current"] == "FAILED"
+
+
+def test_output_json_masks_secret_inputs_as_the_api_does(tmp_path: Path) -> None:
+    flow = write_flow(
+        tmp_path,
+        "id: login\nnamespace: tests.cli\ninputs:\n  - {id: password, type: SECRET}\n"
+        "tasks:\n  - {id: say, type: core.log.Log, message: signed in}\n",
+        "login.yaml",
+    )
+    result = headwater("run", str(flow), "-i", "password=hunter2", "--output", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout
+    assert json.loads(result.stdout)["inputs"] == {"password": "••••••"}
+
+
+def test_refused_inputs_with_output_json_print_no_json(tmp_path: Path) -> None:
+    flow = write_flow(tmp_path)
+    result = headwater("run", str(flow), "-i", "name=ada", "--output", "json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "inputs refused, nothing was run" in result.stderr
