@@ -2,19 +2,21 @@
 
 The flow file (and, for subflows, the flows folder it sits in) is deployed into the
 data directory's store as a local revision, an execution starts, and the terminal
-shows each task run's state and duration as it changes and the logs as they come.
-Ctrl-C kills the execution cleanly. A data directory that holds an unfinished
-execution of the same flow (the previous `run` was killed) carries that one on
-instead of starting another: a task run the killed process left RUNNING is taken
-over once its lease has expired (30 s; `HEADWATER_LEASE_SECONDS` sets it), its
+shows each task run's state and duration as it changes and the logs as the store
+receives them (`Progress`). Ctrl-C kills the execution cleanly. A data directory that
+holds an unfinished execution of the same flow (the previous `run` was killed) carries
+that one on instead of starting another: a task run the killed process left RUNNING is
+taken over once its lease has expired (30 s; `HEADWATER_LEASE_SECONDS` sets it), its
 leftover process group is ended first, and the lost attempt counts as an attempt.
 Namespace files come from the flows folder's `_files/` folders.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
+import math
 import os
 import signal
 import sys
@@ -36,10 +38,13 @@ from headwater.daemon.engine.flows import parse_flow
 from headwater.daemon.engine.inputs import UploadedFile
 from headwater.daemon.errors import HeadwaterError
 from headwater.daemon.settings import Settings
-from headwater.daemon.store.store import Row
+from headwater.daemon.store.queries import execution_logs
+from headwater.daemon.store.store import Row, Store, Tx
 
 TERMINAL = ("SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED", "SKIPPED")
+OPENING = ("CREATED", "QUEUED", "RUNNING", "RESTARTED")
 PROGRESS_POLL_SECONDS = 0.05
+LINES_PER_READ = 10_000  # log lines read in one query; a poll reads until none are left
 LEASE_SECONDS_VARIABLE = "HEADWATER_LEASE_SECONDS"
 """Seconds a task run's lease lasts (default 30): how soon a `run` that carries on after a
 killed one can take over the task run the killed one left RUNNING."""
@@ -71,50 +76,128 @@ def find_flows_dir(file: Path, flows_dir: Path | None) -> Path | None:
 
 
 class Progress:
-    """Prints task-run state changes and log lines of one execution tree."""
+    """Prints the task-run state changes and log lines of one execution tree as the store
+    has them: every stored line once, in the store's order, with each state change placed
+    among the lines (a task's SUCCESS after its own lines and before a later task's).
 
-    def __init__(self, engine: Engine, out: TextIO) -> None:
-        self.engine = engine
+    Lines are read from the store, not taken as the engine writes them: a listener added
+    once the execution had started missed the lines written before it, and lines printed
+    as written overtook the state changes printed by the next poll (issue 15, item 3).
+    """
+
+    def __init__(self, store: Store, out: TextIO) -> None:
+        self.store = store
         self.out = out
         self.seen: dict[str, str] = {}
         self.names: dict[str, str] = {}
-        self._lock = threading.Lock()
-        engine.logs.listeners.append(self.on_log)
+        self.after: dict[str, int] = {}
+        """Per execution of the tree, the id of its last line printed."""
 
-    def on_log(self, row: Row) -> None:
-        name = self._name(row["task_run_id"])
-        with self._lock:
-            self.out.write(f"  {row['level']:<5} {name:<20} {row['message']}\n")
-            self.out.flush()
+    def poll(self, execution_id: str) -> Row | None:
+        """Print what changed since the last poll; the execution's row, read with it."""
+        # One read transaction, in this order: a task's lines are stored before (or with)
+        # its end, and an execution ends after its task runs, so an ended execution or
+        # task run comes with all of its lines, even where each statement sees the latest.
+        with self.store.read() as tx:
+            execution = tx.execution(execution_id)
+            changes = self._changes(tx, execution_id)
+            lines = self._new_lines(tx)
+        for item in interleave(changes, lines):
+            self.out.write(self._line(item) if isinstance(item, dict) else item.text())
+        self.out.flush()
+        return execution
 
-    def _name(self, run_id: str | None) -> str:
-        """The label of a task run; a line may come before `poll` has seen its run."""
-        if run_id is not None and run_id not in self.names:
-            with self.engine.store.read() as tx:
-                run = tx.task_run(run_id)
-            if run is not None:
-                self.names[run_id] = _label(run)
-        return self.names.get(run_id or "", "")
-
-    def poll(self, execution_id: str) -> None:
-        for run in self.engine.task_runs(execution_id):
+    def _changes(self, tx: Tx, execution_id: str) -> list[Change]:
+        """The state changes of an execution's task runs, a subflow's after its task."""
+        self.after.setdefault(execution_id, 0)
+        changes = []
+        for run in tx.task_runs(execution_id):
             label = self.names[run["id"]] = _label(run)
-            state = run["state"]
-            if self.seen.get(run["id"]) == state:
-                continue
-            self.seen[run["id"]] = state
-            took = ""
-            if state in TERMINAL and run["start_date"] and run["end_date"]:
-                took = f" in {(run['end_date'] - run['start_date']) * 1000:.0f} ms"
-            extra = (
-                f": {run['error']}" if run.get("error") and state in ("FAILED", "KILLED") else ""
-            )
-            with self._lock:
-                self.out.write(f"{state:<9} {label}{took}{extra}\n")
-                self.out.flush()
+            if self.seen.get(run["id"]) != run["state"]:
+                self.seen[run["id"]] = run["state"]
+                changes.append(Change(run, run["state"], label))
             child = (run.get("outputs") or {}).get("executionId")
             if child:
-                self.poll(child)
+                changes += self._changes(tx, child)
+        return changes
+
+    def _new_lines(self, tx: Tx) -> list[Row]:
+        """The lines of the tree not printed yet, in the order they were stored."""
+        # A local run's store is SQLite: one writer at a time, so line ids follow the
+        # commits and reading after the last id printed skips none.
+        lines: list[Row] = []
+        for execution_id, after in self.after.items():
+            while True:
+                page = execution_logs(tx, execution_id, after_id=after, limit=LINES_PER_READ)
+                lines += page
+                if len(page) < LINES_PER_READ:
+                    break
+                after = page[-1]["id"]
+        for line in lines:
+            self.after[line["execution_id"]] = max(self.after[line["execution_id"]], line["id"])
+        return sorted(lines, key=lambda line: int(line["id"]))
+
+    def _line(self, row: Row) -> str:
+        name = self.names.get(row["task_run_id"] or "", "")
+        return f"  {row['level']:<5} {name:<20} {row['message']}\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """A task run seen in a new state."""
+
+    run: Row
+    state: str
+    label: str
+
+    @property
+    def opening(self) -> bool:
+        """A state a task run is in before its lines (RUNNING), not after them (SUCCESS)."""
+        return self.state in OPENING
+
+    @property
+    def when(self) -> float:
+        run = self.run
+        if self.opening:
+            return float(run["start_date"] or run["created_at"])
+        return float(run["end_date"] or run["created_at"])
+
+    def text(self) -> str:
+        run, state = self.run, self.state
+        took = ""
+        if state in TERMINAL and run["start_date"] and run["end_date"]:
+            took = f" in {(run['end_date'] - run['start_date']) * 1000:.0f} ms"
+        extra = f": {run['error']}" if run.get("error") and state in ("FAILED", "KILLED") else ""
+        return f"{state:<9} {self.label}{took}{extra}\n"
+
+
+def interleave(changes: Sequence[Change], lines: Sequence[Row]) -> list[Change | Row]:
+    """The lines in their order, each change placed before the first line written after
+    it; a task run's opening state goes before its first line, any other after its last."""
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    latest: list[float] = []  # the latest timestamp up to each line: ascending
+    for index, line in enumerate(lines):
+        if line["task_run_id"] is not None:
+            first.setdefault(line["task_run_id"], index)
+            last[line["task_run_id"]] = index
+        latest.append(max(float(line["timestamp"]), latest[-1] if latest else -math.inf))
+
+    def slot(change: Change) -> int:
+        at = bisect.bisect_right(latest, change.when)
+        run_id = change.run["id"]
+        if change.opening:
+            return min(at, first.get(run_id, at))
+        return max(at, last.get(run_id, -1) + 1)
+
+    slots = {id(change): slot(change) for change in changes}
+    placed = sorted(changes, key=lambda change: (slots[id(change)], change.when))
+    merged: list[Change | Row] = []
+    for index, line in enumerate(lines):
+        while placed and slots[id(placed[0])] <= index:
+            merged.append(placed.pop(0))
+        merged.append(line)
+    return merged + placed
 
 
 def _label(run: Row) -> str:
@@ -214,7 +297,7 @@ def _follow(
     else:
         execution = engine.start_execution(ExecutionRequest(namespace, flow_id, inputs=given))
         out.write(f"execution {execution['id']} of {namespace}.{flow_id} started\n")
-    progress = Progress(engine, out)
+    progress = Progress(engine.store, out)
     interrupted = threading.Event()
 
     def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
@@ -226,13 +309,10 @@ def _follow(
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        while True:
-            progress.poll(execution["id"])
-            row = engine.execution(execution["id"])
-            if row is not None and row["state"] in TERMINAL:
-                progress.poll(execution["id"])
-                break
+        row = progress.poll(execution["id"])
+        while row is None or row["state"] not in TERMINAL:
             time.sleep(PROGRESS_POLL_SECONDS)
+            row = progress.poll(execution["id"])
     finally:
         signal.signal(signal.SIGINT, previous)
     return _summary(row, out)

@@ -98,8 +98,6 @@ class LogWriter:
         self._full = threading.Event()  # ... and it should be written now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.listeners: list[Callable[[Row], None]] = []
-        """Called with each line as it is written (live progress in the terminal)."""
 
     # -- attempts --------------------------------------------------------------------------
     def open(self, execution_id: str, key: Key, cancel: threading.Event | None = None) -> None:
@@ -143,8 +141,6 @@ class LogWriter:
         if key is not None and not self._admit(key, size):
             return
         row = self._row(execution_id, key, normal_level(level), self.masker.mask(message))
-        for listener in self.listeners:
-            listener(row)
         self._enqueue(row, self._budgets.get(key) if key is not None else None)
 
     def _admit(self, key: Key, size: int) -> bool:
