@@ -96,6 +96,7 @@ class Daemon:
                 deployment_check(settings.file_trigger_dirs),
                 container_check(settings.docker_settings()),
             ),
+            secrets=self.engine.secrets.is_set,
         )
         self.file_triggers = FileTriggers(self.engine, settings.file_trigger_dirs)
         self.scheduler = Scheduler(self.store, self.engine.executor)
@@ -262,6 +263,7 @@ class Daemon:
         try:
             if self.syncer.close_interrupted():
                 log.warning("a sync was interrupted when the daemon last stopped; trying again")
+            self.syncer.recheck_secrets()  # the secrets are read anew by this process
         except Exception:  # the store is down: the startup sync reports it
             log.exception("cannot read the sync history")
         self._run_sync("startup")

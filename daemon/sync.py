@@ -5,7 +5,8 @@ and when it differs from the deployed commit, reconciles (reconcile.py) and appl
 the result in one transaction: every changed flow gets a revision credited to the
 last commit that touched it, deleted flows a final deleted revision, and the deployed
 commit moves. An invalid commit changes nothing, is recorded with every error, and is
-not tried again until a new commit arrives or someone asks.
+not tried again until a new commit arrives or someone asks. A deploy that names secrets
+this daemon does not have still deploys, with a warning for each (secretrefs.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from headwater.daemon.errors import Diagnostic, HeadwaterError, Position
 from headwater.daemon.flow.repository import paused_gc
 from headwater.daemon.git import Commit, GitError, Mirror
 from headwater.daemon.reconcile import DeploymentCheck, FlowChange, Reconciliation, plan_commit
+from headwater.daemon.secretrefs import IsSet, missing_secrets, still_missing
 from headwater.daemon.store.store import Row, Store, Tx
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class SyncOutcome:
     deleted: int = 0
     errors: list[Diagnostic] = field(default_factory=list)
     message: str | None = None
+    warnings: list[Row] = field(default_factory=list)
+    """Of a deploy: every deployed flow's secret that is not set (secretrefs.warning_json)."""
 
 
 class Syncer:
@@ -55,10 +59,13 @@ class Syncer:
         clock: Callable[[], float] = time.time,
         pool: ProcessPoolExecutor | None = None,
         check: DeploymentCheck | None = None,
+        secrets: IsSet | None = None,
     ) -> None:
         self.store = store
         self.check = check
         """Problems that depend on this deployment's settings; a commit with any is refused."""
+        self.secrets = secrets
+        """Whether a secret is set here; a deploy warns of the names its flows read that are not."""
         self.mirror = mirror
         self.flows_dir = flows_dir
         self.allow_empty = allow_empty
@@ -111,6 +118,18 @@ class Syncer:
                 )
         return len(running)
 
+    def recheck_secrets(self) -> list[Row]:
+        """Drop the warnings of secrets set since they were made (call it at start: the
+        secrets are read once per process); the warnings left."""
+        if self.secrets is None:
+            return []
+        with self.store.write() as tx:
+            before = tx.sync_state().get("warnings") or []
+            left = still_missing(before, self.secrets, set())
+            if len(left) != len(before):
+                tx.update_sync_state({"warnings": left or None})
+        return left
+
     # -- syncing -------------------------------------------------------------------------
     def sync(self, cause: str, to: str | None = None) -> SyncOutcome:
         """One sync attempt; `to` deploys that commit and pins it.
@@ -139,7 +158,12 @@ class Syncer:
             head = state["pinned_commit"]
         if head == deployed:
             self._note_head(state, head, to)
-            return SyncOutcome("NoChange", from_commit=deployed, to_commit=head)
+            return SyncOutcome(
+                "NoChange",
+                from_commit=deployed,
+                to_commit=head,
+                warnings=state.get("warnings") or [],
+            )
         if head == state.get("failed_commit") and cause not in MANUAL_CAUSES and to is None:
             self._note_head(state, head, to)
             return SyncOutcome(
@@ -221,14 +245,14 @@ class Syncer:
         if plan.valid:
             # Only a sync deploys flows, so before the first success there is no history.
             first = deployed is None and all(c.action == "add" for c in plan.changes)
-            self._apply(plan, sync_id, started, pin, first)
+            outcome.warnings = self._apply(plan, sync_id, started, pin, first)
             self.mirror.keep(head)
             for callback in self.deployed:
                 callback(outcome)
         else:
             self._record_failure(plan, sync_id, started, pin)
         log.info(
-            "sync %s: %s %s..%s (+%d ~%d -%d, %d errors)",
+            "sync %s: %s %s..%s (+%d ~%d -%d, %d errors, %d warnings)",
             sync_id,
             outcome.result,
             (deployed or "-")[:8],
@@ -237,7 +261,16 @@ class Syncer:
             outcome.updated,
             outcome.deleted,
             len(outcome.errors),
+            len(outcome.warnings),
         )
+        for warning in outcome.warnings:
+            log.warning(
+                "%s:%s: %s",
+                warning["path"],
+                warning["line"],
+                warning["message"],
+                extra={"flow": f"{warning['namespace']}.{warning['flowId']}"},
+            )
         return outcome
 
     def _record_failure(
@@ -262,10 +295,23 @@ class Syncer:
                 values["branch_head"] = plan.head
             tx.update_sync_state(values)
 
+    def _secret_warnings(self, plan: Reconciliation) -> list[Row]:
+        """Warnings of the changed flows' secrets that are not set."""
+        if self.secrets is None:
+            return []
+        return [
+            warning
+            for c in plan.changes
+            if c.action != "delete" and c.parsed is not None
+            for warning in missing_secrets(c.namespace, c.flow_id, c.parsed, self.secrets)
+        ]
+
     def _apply(
         self, plan: Reconciliation, sync_id: int, started: float, pin: bool, first: bool
-    ) -> None:
-        """Write the revisions; `first`: nothing was ever deployed, so no flow has history."""
+    ) -> list[Row]:
+        """Write the revisions; `first`: nothing was ever deployed, so no flow has history.
+        Returns the deployed flows' warnings (secrets not set)."""
+        fresh_warnings = self._secret_warnings(plan)
         paths = [c.path for c in plan.changes if c.action != "delete"]
         credited = self.mirror.last_commits(plan.base, plan.head, paths) if paths else {}
         head_commit = self.mirror.commit(plan.head)
@@ -295,7 +341,13 @@ class Syncer:
                 if (change.namespace, change.flow_id) not in fresh:
                     commit = credited.get(change.path, head_commit)
                     _apply_change(tx, change, commit, now, first)
+            changed = {(c.namespace, c.flow_id) for c in plan.changes}
+            kept = still_missing(
+                tx.sync_state().get("warnings") or [], self.secrets or _never_set, changed
+            )
+            warnings = sorted(kept + fresh_warnings, key=_place)
             state: Row = {
+                "warnings": warnings or None,
                 "deployed_commit": plan.head,
                 "deployed_at": now,
                 "failed_commit": None,
@@ -317,9 +369,19 @@ class Syncer:
                     "updated": plan.count("update"),
                     "deleted": plan.count("delete"),
                     "errors": None,
+                    "warnings": warnings or None,
                     "message": f"deployed in {self.clock() - started:.3f} s",
                 },
             )
+        return warnings
+
+
+def _never_set(name: str) -> bool:
+    return False
+
+
+def _place(warning: Row) -> tuple[str, int, int, str]:
+    return (warning["path"], warning["line"], warning["column"], warning["message"])
 
 
 def _position(flows_dir: str) -> Position:

@@ -128,6 +128,13 @@ SCHEMAS: Json = {
         field=TEXT,
         message=STRING,
     ),
+    "SecretWarning": {
+        "allOf": [
+            ref("Diagnostic"),
+            obj(["namespace", "flowId", "secret"], namespace=STRING, flowId=STRING, secret=STRING),
+        ],
+        "description": "A secret a deployed flow names that this daemon does not have",
+    },
     "Commit": {
         "type": ["object", "null"],
         "properties": {"sha": STRING, "author": TEXT, "date": TIME, "message": TEXT},
@@ -148,6 +155,7 @@ SCHEMAS: Json = {
         duration=DURATION,
         errors={"type": "array", "items": ref("Diagnostic")},
         message=TEXT,
+        warnings={"type": "array", "items": ref("SecretWarning")},
     ),
     "SyncStatus": obj(
         ["repository", "branch", "status"],
@@ -163,6 +171,7 @@ SCHEMAS: Json = {
         lastAttempt={"oneOf": [ref("SyncAttempt"), {"type": "null"}]},
         fetchError=TEXT,
         fetchFailures=INT,
+        warnings={"type": "array", "items": ref("SecretWarning")},
         history={"type": "array", "items": ref("SyncAttempt")},
     ),
     "SyncOutcome": obj(
@@ -176,6 +185,7 @@ SCHEMAS: Json = {
         deleted=INT,
         errors={"type": "array", "items": ref("Diagnostic")},
         message=TEXT,
+        warnings={"type": "array", "items": ref("SecretWarning")},
     ),
     "FlowSummary": obj(
         ["namespace", "id", "revision"],

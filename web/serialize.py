@@ -77,6 +77,12 @@ def diagnostics(errors: Iterable[Mapping[str, Any]] | None) -> list[Json]:
     return [{k: e[k] for k in DIAGNOSTIC_KEYS if k in e} for e in errors or []]
 
 
+def secret_warnings(warnings: Iterable[Mapping[str, Any]] | None) -> list[Json]:
+    """Secrets deployed flows name that are not set (daemon/secretrefs.py)."""
+    keys = (*DIAGNOSTIC_KEYS, "namespace", "flowId", "secret")
+    return [{k: w[k] for k in keys if k in w} for w in warnings or []]
+
+
 def sync_attempt(row: Row) -> Json:
     finished = row.get("finished_at")
     return {
@@ -94,6 +100,7 @@ def sync_attempt(row: Row) -> Json:
         "duration": duration(finished - row["started_at"]) if finished is not None else None,
         "errors": diagnostics(row.get("errors")),
         "message": row.get("message"),
+        "warnings": secret_warnings(row.get("warnings")),
     }
 
 
@@ -113,6 +120,7 @@ def sync_status(state: Row, settings: WebSettings, history: Sequence[Row]) -> Js
         "lastAttempt": attempts[0] if attempts else None,
         "fetchError": state.get("fetch_error"),
         "fetchFailures": state.get("fetch_failures") or 0,
+        "warnings": secret_warnings(state.get("warnings")),
         "history": attempts,
     }
 
@@ -128,6 +136,7 @@ def sync_outcome(outcome: SyncOutcome) -> Json:
         "deleted": outcome.deleted,
         "errors": diagnostics(d.to_json() for d in outcome.errors),
         "message": outcome.message,
+        "warnings": secret_warnings(outcome.warnings),
     }
 
 

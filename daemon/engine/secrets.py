@@ -58,6 +58,10 @@ class Secrets:
             raise SecretMissing(name)
         return value
 
+    def is_set(self, name: str) -> bool:
+        """Whether `secret(name)` finds a value (a deploy warns of the ones that do not)."""
+        return name in self._from_file() or f"SECRET_{name}" in self.environ
+
     def _from_file(self) -> dict[str, str]:
         if self._file_values is None:
             self._file_values = _read_secrets_file(self.file) if self.file else {}

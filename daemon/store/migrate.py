@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0004"
+HEAD = "0005"
 """The revision of the newest migration in migrations/versions."""
 VERSION_TABLE = "alembic_version"
 

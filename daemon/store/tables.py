@@ -272,6 +272,8 @@ class SyncRow(SQLModel, table=True):
     deleted: int = 0
     errors: list[dict[str, Any]] | None = _json()
     message: str | None = Field(default=None, sa_column=Column(Text))
+    warnings: list[dict[str, Any]] | None = _json()
+    """Of a deploy: the secrets its flows name that are not set (daemon/secretrefs.py)."""
 
 
 class SyncStateRow(SQLModel, table=True):
@@ -294,6 +296,8 @@ class SyncStateRow(SQLModel, table=True):
     pinned_commit: str | None = None
     fetch_error: str | None = Field(default=None, sa_column=Column(Text))
     fetch_failures: int = 0
+    warnings: list[dict[str, Any]] | None = _json()
+    """The deployed flows' secrets that are not set: kept at each deploy, rechecked at start."""
 
 
 class FlowReferenceRow(SQLModel, table=True):

@@ -11,6 +11,7 @@ from flask import redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
+from headwater.daemon import secretrefs
 from headwater.daemon.engine.flows import FlowNotFound
 from headwater.daemon.engine.inputs import InputsRefused
 from headwater.daemon.errors import HeadwaterError
@@ -109,6 +110,7 @@ def _flow_page(
         shown = tx.revision(namespace, flow_id, wanted) if wanted else None
         executions = queries.flow_executions(tx, namespace, flow_id, RECENT_EXECUTIONS)
         triggers = queries.trigger_states(tx, [(namespace, flow_id)])[(namespace, flow_id)]
+        warnings = secretrefs.of_flow(queries.sync_state(tx).get("warnings"), namespace, flow_id)
     if wanted and shown is None:
         return missing(f"Flow {namespace}.{flow_id} has no revision {wanted}.")
     deployed = flowsource.read(row["source"], row.get("path") or "flow.yaml")
@@ -130,6 +132,7 @@ def _flow_page(
         next_fires={t["trigger_id"]: t for t in triggers},
         fields=forms.fields(deployed.inputs, given, errors),
         problem=problem,
+        warnings=warnings,
     )
 
 

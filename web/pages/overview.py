@@ -40,6 +40,7 @@ def overview() -> ResponseReturnValue:
         counts=[(s, counts[s]) for s in display.ALL_STATES if counts.get(s)],
         counted=sum(counts.values()),
         running=running,
+        warnings=state.get("warnings") or [],
         since_text=display.field_time(moment - DAY),
     )
 
