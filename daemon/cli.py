@@ -105,11 +105,14 @@ def validate(paths: tuple[Path, ...], flows_dir: str, fmt: str, jobs: int | None
     A folder that holds a flows folder (`flows/` by default) is checked as a flows
     repository: folder = namespace, file name = id, `_files/`, no symbolic links,
     size limits, and references between flows. Errors print as
-    `path:line:col: error: message`. Exit 0 when valid, 1 when not, 2 on a usage error.
+    `path:line:col: error: message`, doubts that leave a flow valid as
+    `path:line:col: warning: message`. Exit 0 when valid, 1 when not, 2 on a usage error.
     """
+    from headwater.daemon.errors import Diagnostic
     from headwater.daemon.flow.checkpaths import check_paths
 
     flows, diagnostics = check_paths(paths or (Path("."),), flows_dir, jobs or os.cpu_count() or 1)
+    warnings = sorted({w for f in flows for w in f.warnings}, key=Diagnostic.sort_key)
     if fmt == "json":
         import json
 
@@ -117,20 +120,24 @@ def validate(paths: tuple[Path, ...], flows_dir: str, fmt: str, jobs: int | None
             "valid": not diagnostics,
             "flows": len(flows),
             "errors": [d.to_json() for d in diagnostics],
+            "warnings": [w.to_json() for w in warnings],
         }
         click.echo(json.dumps(report, indent=2))
     else:
-        for diagnostic in diagnostics:
+        for diagnostic in sorted([*diagnostics, *warnings], key=Diagnostic.sort_key):
             click.echo(str(diagnostic))
-        click.echo(_summary(flows, diagnostics), err=True)
+        click.echo(_summary(flows, diagnostics, warnings), err=True)
     sys.exit(1 if diagnostics else 0)
 
 
-def _summary(flows: list[FlowFile], diagnostics: list[Diagnostic]) -> str:
+def _summary(
+    flows: list[FlowFile], diagnostics: list[Diagnostic], warnings: list[Diagnostic]
+) -> str:
+    doubts = f"; {len(warnings)} warning(s)" if warnings else ""
     if not diagnostics:
-        return f"{len(flows)} flow(s) valid"
+        return f"{len(flows)} flow(s) valid{doubts}"
     files = len({d.position.path for d in diagnostics})
-    return f"{len(diagnostics)} error(s) in {files} file(s); {len(flows)} flow(s) checked"
+    return f"{len(diagnostics)} error(s) in {files} file(s); {len(flows)} flow(s) checked{doubts}"
 
 
 @main.command()

@@ -14,7 +14,7 @@ from .context import RenderContext
 from .errors import ExpressionError, ExpressionSyntaxError
 from .evaluator import Evaluation
 from .nodes import Output, Stmt, Text
-from .references import collect
+from .references import FirstKey, collect, first_keys
 from .tags import parse_statements
 
 PARSE_CACHE_SIZE = 4096  # distinct template strings kept parsed
@@ -23,7 +23,7 @@ PARSE_CACHE_SIZE = 4096  # distinct template strings kept parsed
 class Template:
     """A parsed template. Immutable, and shared between threads and renders."""
 
-    __slots__ = ("_constant", "_names", "_paths", "_single", "body", "source")
+    __slots__ = ("_constant", "_firsts", "_names", "_paths", "_single", "body", "source")
 
     def __init__(self, source: str, body: list[Stmt]) -> None:
         self.source = source
@@ -32,6 +32,7 @@ class Template:
         self._constant = _constant_text(body)
         self._names: frozenset[str] | None = None
         self._paths: tuple[str, ...] = ()
+        self._firsts: tuple[FirstKey, ...] | None = None
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
@@ -70,6 +71,13 @@ class Template:
         if self._names is None:
             self._names, self._paths = collect(self.body)
         return list(self._paths)
+
+    @property
+    def first_keys(self) -> tuple[FirstKey, ...]:
+        """Each context name read with its first literal key (`inputs.name`), for checks."""
+        if self._firsts is None:
+            self._firsts = first_keys(self.body)
+        return self._firsts
 
 
 def _lone_output(body: list[Stmt]) -> Output | None:

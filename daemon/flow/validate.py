@@ -30,6 +30,8 @@ class FlowFile:
     source: SourceDocument | None
     flow: Flow | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
+    """Doubts that do not make the flow invalid (severity "warning")."""
 
     @property
     def valid(self) -> bool:
@@ -70,7 +72,9 @@ def validate_text(text: str, path: str) -> FlowFile:
         flow = None
         diagnostics += translate(exc.errors(), doc, data, Flow)
     check_flow(data, report)
-    diagnostics += check_expressions(doc)
+    found = check_expressions(doc, data)
+    diagnostics += [d for d in found if d.severity == "error"]
+    result.warnings = sorted({d for d in found if d.severity != "error"}, key=Diagnostic.sort_key)
     result.diagnostics = sorted(set(diagnostics), key=Diagnostic.sort_key)
     result.flow = flow if not result.diagnostics else None
     if result.flow is not None:
@@ -120,11 +124,20 @@ def _remember_good(text: str) -> None:
         _GOOD_TAGS[tag] = None
 
 
-def check_expressions(doc: SourceDocument) -> list[Diagnostic]:
-    """Every `{{ … }}` in the file must parse; an error points into the string."""
+def check_expressions(doc: SourceDocument, flow: dict[str, Any] | None = None) -> list[Diagnostic]:
+    """Every `{{ … }}` in the file must parse; an error points into the string.
+
+    With the (raw) `flow`, the names expressions read are checked against it too
+    (contextnames): errors, and warnings (severity "warning") where it is not certain.
+    """
     found: list[Diagnostic] = []
+    naming: list[ScalarNode] = []
     for node in doc.braced:
-        if not is_expression(node.value) or _known_good(node.value):
+        if not is_expression(node.value):
+            continue
+        if flow is not None and _CHECKED_ROOT.search(node.value):
+            naming.append(node)
+        if _known_good(node.value):
             continue
         # Here, not at the top: a file with no expression does without the package (issue 12).
         from headwater.daemon import expressions
@@ -139,6 +152,36 @@ def check_expressions(doc: SourceDocument) -> list[Diagnostic]:
             found.append(
                 Diagnostic(position, f"{where}: invalid expression: {exc.message}", field=where)
             )
+    if flow is not None and naming:
+        found += _check_names(doc, flow, naming)
+    return found
+
+
+# A quick test before parsing for names: the checked roots appear as words.
+_CHECKED_ROOT = re.compile(r"\b(?:inputs|outputs|vars|trigger)\b")
+
+
+def _check_names(
+    doc: SourceDocument, flow: dict[str, Any], nodes: list[ScalarNode]
+) -> list[Diagnostic]:
+    from headwater.daemon import expressions
+    from headwater.daemon.flow.contextnames import check_names, paths_of
+
+    paths = paths_of(doc.root, {id(n) for n in nodes})
+    parsed: list[tuple[ScalarNode, Path, Any]] = []
+    for node in nodes:
+        try:
+            template = expressions.parse(node.value)
+        except expressions.ExpressionSyntaxError:
+            continue  # reported above
+        parsed.append((node, paths.get(id(node), ()), template.first_keys))
+    by_path = {path: node for node, path, _ in parsed}
+    found: list[Diagnostic] = []
+    for problem in check_names(flow, ((path, keys) for _, path, keys in parsed)):
+        where = format_path(problem.path)
+        position = _inner_position(doc, by_path[problem.path], problem.offset)
+        message = f"{where}: {problem.message}"
+        found.append(Diagnostic(position, message, severity=problem.severity, field=where))
     return found
 
 

@@ -222,6 +222,9 @@ def test_an_expression_that_fails_at_run_time_fails_its_task_with_the_reason(
           - id: first
             type: core.log.Log
             message: "{{ outputs.missing.value }}"
+          - id: missing
+            type: core.debug.Return
+            format: later
         """
     )
     assert done.state == "FAILED"

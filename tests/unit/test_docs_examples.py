@@ -32,8 +32,10 @@ from typing import Any
 
 import pytest
 
+from headwater.daemon.flow import plugindefaults
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.inputs import INPUT_TYPE_NAMES
+from headwater.daemon.flow.model import Flow
 from headwater.daemon.flow.validate import FlowFile, validate_text
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "flows.md"
@@ -127,11 +129,21 @@ def _flow_text(block: Block) -> str | None:
     return block.text
 
 
+# What a name an expression reads is missing from its flow says (contextnames): a
+# fragment stands in a flow that has the inputs, variables and tasks it reads.
+NAME_MISSING = re.compile(r"^\S+: (inputs|outputs|vars|trigger)\.\S+: ")
+
+
 @functools.cache
 def _validated(block: Block) -> FlowFile:
     text = _flow_text(block)
     assert text is not None
-    return validate_text(text, block.label)
+    result = validate_text(text, block.label)
+    if _kind(block)[0] == "fragment" and result.diagnostics:
+        result.diagnostics = [d for d in result.diagnostics if not NAME_MISSING.match(d.message)]
+        if not result.diagnostics:
+            result.flow = Flow.model_validate(plugindefaults.apply(result.raw))
+    return result
 
 
 def _checked() -> Iterator[tuple[Block, FlowFile]]:

@@ -10,7 +10,8 @@ def flow(*messages: str) -> str:
         f"  - id: t{i}\n    type: core.log.Log\n    message: {m!r}\n"
         for i, m in enumerate(messages)
     )
-    return f"id: f\nnamespace: n\ntasks:\n{tasks}"
+    inputs = "inputs: [{id: name, type: STRING}, {id: x, type: STRING}]\n"  # last: lines stay
+    return f"id: f\nnamespace: n\ntasks:\n{tasks}{inputs}"
 
 
 def errors(text: str) -> list[str]:
