@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from headwater.daemon.errors import Diagnostic
 from headwater.daemon.flow import plugindefaults
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.inputs import INPUT_TYPE_NAMES
@@ -186,8 +187,10 @@ def test_broken_example_shows_its_real_errors(block: Block) -> None:
         "with the output of headwater validate"
     )
     shown = [line for line in block.next_text.splitlines() if line.startswith(f"{name}:")]
-    actual = [str(d) for d in validate_text(block.text, name).diagnostics]
-    assert actual, f"{block.describe()}: marked broken but has no errors"
+    result = validate_text(block.text, name)
+    assert result.diagnostics, f"{block.describe()}: marked broken but has no errors"
+    both = sorted([*result.diagnostics, *result.warnings], key=Diagnostic.sort_key)
+    actual = [str(d) for d in both]
     assert shown == actual, (
         f"{block.describe()}: the guide shows other errors than validate prints.\n"
         "shown:\n" + "\n".join(shown) + "\nactual:\n" + "\n".join(actual)
