@@ -15,12 +15,14 @@ from headwater.daemon import defaults
 # imports what it needs when it runs (the flow models alone took 1.6 s, issue 12).
 if TYPE_CHECKING:
     import logging.handlers
+    from collections.abc import Callable
 
     from headwater.daemon.client import Client
     from headwater.daemon.errors import Diagnostic
     from headwater.daemon.flow.validate import FlowFile
 
 
+SECRETS_PER_CALL = 100  # secret names asked about in one GET /api/v1/secrets (plan --server)
 SERVER_KEY = "headwater.server"  # where a --server given at any level is kept (ctx.meta)
 
 
@@ -432,13 +434,22 @@ def plan(
     except HeadwaterError as exc:
         raise click.UsageError(str(exc)) from None
     server = _given_server()
+    status: dict[str, Any] = {}
     if server is not None:
-        base = _deployed_commit(server)  # it must be in this clone: fetch first
+        status = _sync_status(server)
+        base = _deployed_commit(server, status)  # it must be in this clone: fetch first
     mirror = Mirror.read_only(git_dir(repo))
     try:
         head_sha = mirror.resolve(head) if head else working_tree_commit(repo)
         base_sha = mirror.resolve(base) if base else default_base(repo, branch)
-        result = make_plan(mirror, base_sha, head_sha, flows_dir)
+        result = make_plan(
+            mirror,
+            base_sha,
+            head_sha,
+            flows_dir,
+            unset=_unset_on(server) if server is not None else None,
+            deployed_warnings=status.get("warnings") or [],
+        )
     except HeadwaterError as exc:
         raise click.UsageError(str(exc)) from None
     finally:
@@ -448,14 +459,35 @@ def plan(
     sys.exit(0 if result.valid else 1)
 
 
-def _deployed_commit(server: str) -> str:
+def _sync_status(server: str) -> dict[str, Any]:
     from headwater.daemon.client import Client
 
     status = Client(server).get("/api/v1/sync")
-    deployed = status.get("deployedCommit") if isinstance(status, dict) else None
+    return status if isinstance(status, dict) else {}
+
+
+def _deployed_commit(server: str, status: dict[str, Any]) -> str:
+    deployed = status.get("deployedCommit")
     if not deployed:
         raise click.ClickException(f"{server} has nothing deployed yet")
     return str(deployed)
+
+
+def _unset_on(server: str) -> Callable[[set[str]], set[str]]:
+    """Asks the daemon which of some secret names it does not have (plan --server)."""
+    from urllib.parse import urlencode
+
+    from headwater.daemon.client import Client
+
+    def unset(names: set[str]) -> set[str]:
+        ordered, missing = sorted(names), set()
+        for start in range(0, len(ordered), SECRETS_PER_CALL):
+            chunk = ordered[start : start + SECRETS_PER_CALL]
+            found = Client(server).get(f"/api/v1/secrets?{urlencode([('name', n) for n in chunk])}")
+            missing |= {s["name"] for s in found.get("secrets", []) if not s.get("set")}
+        return missing
+
+    return unset
 
 
 @main.group(invoke_without_command=True)
@@ -480,6 +512,11 @@ def sync(ctx: click.Context, to: str | None) -> None:
     )
     for error in outcome.get("errors") or []:
         click.echo(f"{error['path']}:{error['line']}:{error['column']}: error: {error['message']}")
+    for warning in outcome.get("warnings") or []:
+        click.echo(
+            f"{warning['path']}:{warning['line']}:{warning['column']}: warning: "
+            f"{warning['message']}"
+        )
     if outcome.get("message"):
         click.echo(outcome["message"], err=True)
     sys.exit(1 if outcome.get("result") in ("Failed", "FetchFailed") else 0)

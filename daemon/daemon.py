@@ -189,6 +189,9 @@ class Daemon:
     def open_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return self.engine.sealer.open_all(inputs)
 
+    def secret_is_set(self, name: str) -> bool:
+        return self.engine.secrets.is_set(name)
+
     def ready(self) -> tuple[bool, str]:
         try:
             with self.store.read() as tx:

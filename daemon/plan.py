@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -32,6 +32,7 @@ from headwater.daemon.flow.triggers.schedule import NICKNAMES
 from headwater.daemon.flow.walk import iter_tasks
 from headwater.daemon.git import Mirror
 from headwater.daemon.reconcile import Reconciliation, flow_references, plan_commit
+from headwater.daemon.secretrefs import as_diagnostic, missing_secret_diagnostics, secret_calls
 from headwater.daemon.store.store import Row
 
 FIRE_TIMES = 3  # next fire times shown per changed schedule
@@ -124,15 +125,29 @@ class Plan:
     head: str
     flows: list[FlowPlan]
     errors: list[Diagnostic]
+    warnings: list[Diagnostic] = field(default_factory=list)
+    """Secrets the flows name that the daemon does not have (only with `plan --server`)."""
 
     @property
     def valid(self) -> bool:
         return not self.errors
 
 
+Unset = Callable[[set[str]], set[str]]
+"""Secret names -> those a daemon does not have."""
+
+
 def make_plan(
-    mirror: Mirror, base: str | None, head: str, flows_dir: str = defaults.DEFAULT_FLOWS_DIR
+    mirror: Mirror,
+    base: str | None,
+    head: str,
+    flows_dir: str = defaults.DEFAULT_FLOWS_DIR,
+    unset: Unset | None = None,
+    deployed_warnings: Sequence[Row] = (),
 ) -> Plan:
+    """The plan; given `unset` (a daemon's answer), with warnings of the secrets the changed
+    flows name that it does not have, and of `deployed_warnings` (the daemon's own) for the
+    flows the plan leaves alone."""
     state = TreeState(mirror, base, head, flows_dir)
     result: Reconciliation = plan_commit(state, mirror, head, base, flows_dir, allow_empty=True)
     before = {(f["namespace"], f["flow_id"]): f for f in state.deployed_flows()}
@@ -165,7 +180,28 @@ def make_plan(
         elif change.action == "add":
             plan.summary = summarize("", new)
         flows.append(plan)
-    return Plan(base, head, flows, result.errors)
+    warnings = _secret_warnings(result, unset, deployed_warnings) if unset else []
+    return Plan(base, head, flows, result.errors, warnings)
+
+
+def _secret_warnings(
+    result: Reconciliation, unset: Unset, deployed_warnings: Sequence[Row]
+) -> list[Diagnostic]:
+    changed = [c.parsed for c in result.changes if c.action != "delete" and c.parsed is not None]
+    names = {name for parsed in changed for _, name in secret_calls(parsed.raw)}
+    missing = unset(names) if names else set()
+    found = [
+        warning
+        for parsed in changed
+        for _, warning in missing_secret_diagnostics(parsed, lambda name: name not in missing)
+    ]
+    touched = {(c.namespace, c.flow_id) for c in result.changes}
+    found += [
+        as_diagnostic(w)
+        for w in deployed_warnings
+        if (w.get("namespace"), w.get("flowId")) not in touched
+    ]
+    return sorted(set(found), key=Diagnostic.sort_key)
 
 
 # -- what changed inside a flow -------------------------------------------------------------
@@ -276,6 +312,9 @@ def render_text(plan: Plan) -> str:
     if plan.errors:
         out.append(f"\n{len(plan.errors)} error(s): this commit would not deploy")
         out += [str(d) for d in plan.errors]
+    if plan.warnings:
+        out.append(f"\n{len(plan.warnings)} warning(s): secrets the daemon does not have")
+        out += [str(d) for d in plan.warnings]
     return "\n".join(out) + "\n"
 
 
@@ -284,6 +323,8 @@ def render_markdown(plan: Plan) -> str:
     out = [f"### Headwater plan: {status}", "", _counts(plan), ""]
     if plan.errors:
         out += ["#### Errors", "", "```", *[str(d) for d in plan.errors], "```", ""]
+    if plan.warnings:
+        out += ["#### Warnings", "", "```", *[str(d) for d in plan.warnings], "```", ""]
     for flow in plan.flows:
         out.append(f"#### {flow.action} `{flow.namespace}.{flow.flow_id}` ({flow.path})")
         out += [f"- {line.strip()}" for line in flow.summary]
@@ -320,6 +361,7 @@ def render_json(plan: Plan) -> str:
                 for f in plan.flows
             ],
             "errors": [d.to_json() for d in plan.errors],
+            "warnings": [d.to_json() for d in plan.warnings],
         },
         indent=2,
     )

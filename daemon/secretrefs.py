@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from headwater.daemon.errors import Diagnostic
+from headwater.daemon.errors import Diagnostic, Position
 from headwater.daemon.flow import registry as reg
 from headwater.daemon.flow.validate import FlowFile
 from headwater.daemon.store.store import Row
@@ -62,6 +62,14 @@ def _is_webhook(type_name: object) -> bool:
 
 def missing_secrets(namespace: str, flow_id: str, flow: FlowFile, is_set: IsSet) -> list[Row]:
     """Warnings (JSON) for the secrets `flow` names that are not set, one per call."""
+    return [
+        warning_json(namespace, flow_id, name, diagnostic)
+        for name, diagnostic in missing_secret_diagnostics(flow, is_set)
+    ]
+
+
+def missing_secret_diagnostics(flow: FlowFile, is_set: IsSet) -> list[tuple[str, Diagnostic]]:
+    """(secret name, warning) for each call in `flow` of a secret that is not set."""
     raw = flow.raw
     calls = [(p, name) for p, name in secret_calls(raw) if not is_set(name)]
     if not calls or flow.source is None:
@@ -70,9 +78,14 @@ def missing_secrets(namespace: str, flow_id: str, flow: FlowFile, is_set: IsSet)
     found = []
     for path, name in calls:
         message = f"secret '{name}' is not set: {consequence(raw, path)}"
-        diagnostic = Diagnostic(doc.position(path), message, "warning", format_path(path))
-        found.append(warning_json(namespace, flow_id, name, diagnostic))
+        found.append((name, Diagnostic(doc.position(path), message, "warning", format_path(path))))
     return found
+
+
+def as_diagnostic(warning: Row) -> Diagnostic:
+    """A stored or served warning as the `Diagnostic` it was made from."""
+    position = Position(str(warning.get("path")), int(warning["line"]), int(warning["column"]))
+    return Diagnostic(position, str(warning["message"]), "warning", str(warning.get("field", "")))
 
 
 def warning_json(namespace: str, flow_id: str, name: str, diagnostic: Diagnostic) -> Row:

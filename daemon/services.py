@@ -135,6 +135,10 @@ class Services(Protocol):
         """(ready, why): the store answers and the first sync has run."""
         ...
 
+    def secret_is_set(self, name: str) -> bool:
+        """Whether `secret(name)` finds a value here (never the value itself)."""
+        ...
+
     def open_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """An execution's inputs with sealed (encrypted) values opened: only for hiding
         those values wherever else they appear on a page, never for showing them."""

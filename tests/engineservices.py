@@ -77,6 +77,9 @@ class EngineServices:
     def ready(self) -> tuple[bool, str]:
         return self.readiness
 
+    def secret_is_set(self, name: str) -> bool:
+        return self.engine.secrets.is_set(name)
+
     # -- executions, as the daemon wires them ----------------------------------------
     def start_execution(
         self,

@@ -36,6 +36,7 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 HISTORY_SHOWN = 20  # sync attempts in GET /api/v1/sync; GET /api/v1/syncs pages through all
 DEFAULT_LOG_LINES = 1000
 MAX_LOG_LINES = 10_000
+MAX_SECRET_NAMES = 500  # names asked about in one GET /api/v1/secrets
 SHOWN_HEADER_CHARS = 100  # a header value quoted in the audit log is cut to this
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -180,6 +181,16 @@ def _shown(value: str | None) -> str:
     if value is None:
         return "-"
     return "".join(c if c.isprintable() else "?" for c in value[:SHOWN_HEADER_CHARS])
+
+
+@blueprint.get("/secrets")
+def secrets_set() -> ResponseReturnValue:
+    """Whether each `name` is set here (`headwater plan --server` warns of those that are
+    not); never a value."""
+    names = request.args.getlist("name")
+    if len(names) > MAX_SECRET_NAMES:
+        raise ApiError(400, f"at most {MAX_SECRET_NAMES} names at once")
+    return {"secrets": [{"name": n, "set": services().secret_is_set(n)} for n in names]}
 
 
 # -- flows ---------------------------------------------------------------------------------

@@ -334,6 +334,23 @@ def _sync_paths() -> Json:
                 }
             )
         },
+        "/api/v1/secrets": {
+            "get": {
+                "tags": ["sync"],
+                "summary": "Whether each named secret is set on this daemon (never its value)",
+                "parameters": [query("name", "A secret's name; repeat it for more (at most 500)")],
+                "responses": ok(
+                    obj(
+                        ["secrets"],
+                        secrets={
+                            "type": "array",
+                            "items": obj(["name", "set"], name=STRING, set={"type": "boolean"}),
+                        },
+                    ),
+                    "Each name and whether it is set",
+                ),
+            }
+        },
         "/api/v1/syncs": {
             "get": {
                 "tags": ["sync"],
