@@ -187,6 +187,7 @@ def run(
     inputs are refused: nothing runs then). Ctrl-C kills the execution cleanly.
     `--output json` prints the ended execution as the daemon's API would.
     """
+    from headwater.daemon.datadir import check_data_dir
     from headwater.daemon.engine.inputs import InputsRefused
     from headwater.daemon.errors import HeadwaterError, ValidationFailed
     from headwater.daemon.localrun import parse_input_flags, run_local
@@ -196,6 +197,8 @@ def run(
     except (ValueError, OSError) as exc:
         raise click.UsageError(str(exc)) from None
     try:
+        if data_dir is not None:
+            check_data_dir(data_dir)
         if output == "json":
             status = _run_for_json(file, given, flows_dir, data_dir)
         else:
@@ -269,7 +272,10 @@ def _dumps(value: object) -> str:
 @click.option("--branch", help="Branch to deploy (default main).")
 @click.option("--flows-dir", help="Root folder of flows in the repository (default flows).")
 @click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory."
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory (default .headwater; outside the git working tree the current folder "
+    "is in, if any). Inside a working tree it must be ignored by git.",
 )
 @click.option("--port", type=int, help="HTTP port (default 8080; 0 picks a free one).")
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
@@ -291,11 +297,19 @@ def up(**options: object) -> None:
     import logging
 
     from headwater.daemon.daemon import Daemon
+    from headwater.daemon.datadir import choose_data_dir
     from headwater.daemon.errors import HeadwaterError
     from headwater.daemon.settings import Settings
 
     given = {k: v for k, v in options.items() if v is not None}
     settings = Settings(**given)  # type: ignore[arg-type]
+    explicit = "data_dir" in settings.model_fields_set  # a flag or HEADWATER_DATA_DIR
+    try:
+        data = choose_data_dir(settings.data_dir if explicit else None, Path.cwd())
+    except HeadwaterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    settings = settings.model_copy(update={"data_dir": data.path})
     logging.getLogger("headwater").setLevel(logging.INFO)
     writer = _log_in_background()
     try:
@@ -306,9 +320,16 @@ def up(**options: object) -> None:
             sys.exit(1)
         click.echo(
             f"headwater: deploying {daemon.repository} ({settings.branch}); "
-            f"data in {settings.data_dir}",
+            f"data in {data.describe()}",
             err=True,
         )
+        if data.left_behind is not None:
+            click.echo(
+                f"headwater: {data.left_behind} holds data of an earlier daemon, which this "
+                "one does not use (it is inside the working tree): to keep it, move its "
+                f"content to {data.path} while no daemon runs; never commit it",
+                err=True,
+            )
         try:
             daemon.serve_forever()
         except HeadwaterError as exc:
@@ -360,7 +381,7 @@ def init(directory: Path) -> None:
     steps = [
         ("headwater validate", "check every flow"),
         ("headwater run flows/tutorial/hello.yaml -i name=Ada", "run a flow once, here"),
-        ("headwater up --repo .", "serve it: each commit on main deploys"),
+        ("headwater up --repo .", "serve it: each commit on main deploys (data kept outside)"),
         ("git remote add origin URL && git push -u origin main", "share it"),
     ]
     width = max(len(command) for command, _ in steps) + 2

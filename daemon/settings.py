@@ -15,13 +15,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from headwater.daemon import defaults
+from headwater.daemon.datadir import DEFAULT_DATA_DIR
 from headwater.runners.docker_settings import DEFAULT_IMAGES, DockerSettings
 
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"  # loopback unless told otherwise (and then a token is required)
 DEFAULT_POLL_SECONDS = 60.0  # how often the remote is checked when nothing announces a push
 POLL_JITTER = 0.1  # ± this fraction of the interval, so replicas do not poll in step
-DEFAULT_DATA_DIR = Path(".headwater")
 HTTP_THREADS = 8  # request threads of the embedded WSGI server
 HTTP_IDLE_SECONDS = 30  # a connection with no request under way is closed after this
 HTTP_MAX_CONNECTIONS = 500  # open connections in all; below the usual limit of 1024 files
