@@ -62,9 +62,13 @@ def encoded(value: str) -> str:
 class SyncingServices(EngineServices):
     """The seam with the daemon's real sync (git and all)."""
 
-    def __init__(self, engine: Engine, syncer: Syncer) -> None:
+    def __init__(self, engine: Engine, syncer: Syncer, secrets: Secrets) -> None:
         super().__init__(engine, WebSettings("https://git.example.com/flows.git", "main"))
         self.syncer = syncer
+        self.secrets = secrets
+
+    def secret_is_set(self, name: str) -> bool:
+        return self.secrets.is_set(name)
 
     def sync_now(self, to: str | None = None, timeout: float = 60.0) -> SyncOutcome:
         return self.syncer.sync("pin" if to else "manual", to)
@@ -81,8 +85,9 @@ class World:
 
     def restart(self, environ: dict[str, str]) -> None:
         """The syncer a new daemon process has, with these secrets."""
-        self.syncer = Syncer(self.engine.store, self.mirror, secrets=Secrets(None, environ).is_set)
-        self.services = SyncingServices(self.engine, self.syncer)
+        secrets = Secrets(None, environ)
+        self.syncer = Syncer(self.engine.store, self.mirror, secrets=secrets.is_set)
+        self.services = SyncingServices(self.engine, self.syncer, secrets)
         self.client: FlaskClient = create_app(self.services).test_client()
 
     def push(self, files: dict[str, str], remove: tuple[str, ...] = ()) -> None:
@@ -177,3 +182,14 @@ def test_overview_and_flow_page_show_the_warnings(world: World) -> None:
     world.syncer.recheck_secrets()
     assert "Secrets not set" not in visible(world.client.get("/").data)
     assert "secrets this daemon" not in visible(world.client.get("/flows/company/hooked").data)
+
+
+def test_the_api_says_whether_secrets_are_set_and_never_their_values(world: World) -> None:
+    answer = world.client.get("/api/v1/secrets?name=SET_ONE&name=HOOK_KEY")
+    assert answer.status_code == 200
+    assert answer.get_json() == {
+        "secrets": [{"name": "SET_ONE", "set": True}, {"name": "HOOK_KEY", "set": False}]
+    }
+    assert "here" not in answer.text
+    too_many = "&".join(f"name=N{i}" for i in range(501))
+    assert world.client.get(f"/api/v1/secrets?{too_many}").status_code == 400
