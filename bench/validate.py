@@ -38,7 +38,7 @@ TASKS = [
 """,
     """  - id: check_{i}
     type: core.flow.If
-    condition: "{{{{ outputs.extract_{i}.vars.rows > 0 }}}}"
+    condition: "{{{{ outputs.extract_{previous}.vars.rows > 0 }}}}"
     then:
       - id: load_{i}
         type: io.kestra.plugin.scripts.python.Script
@@ -70,7 +70,9 @@ TASKS = [
 
 
 def flow_text(n: int, namespace: str) -> str:
-    tasks = "".join(TASKS[i % len(TASKS)].format(i=i, table=f"table_{n}_{i}") for i in range(7))
+    tasks = "".join(
+        TASKS[i % len(TASKS)].format(i=i, previous=i - 1, table=f"table_{n}_{i}") for i in range(7)
+    )
     return f"""id: flow_{n}
 namespace: {namespace}
 description: |
