@@ -74,7 +74,26 @@ def test_json_format(tmp_path: Path) -> None:
                 "message": "tasks[0] (core.log.Log): missing required property 'message'",
             }
         ],
+        "warnings": [],
     }
+
+
+def test_a_warning_is_printed_and_leaves_the_flow_valid(tmp_path: Path) -> None:
+    flow = tmp_path / "w.yaml"
+    flow.write_text(
+        "id: w\nnamespace: n\ntasks:\n  - id: x\n    type: core.log.Log\n"
+        "    message: \"{{ trigger.body ?? 'manual' }}\"\n"
+    )
+    result = headwater("validate", str(flow), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines() == [
+        "w.yaml:6:18: warning: tasks[0].message: trigger.body: only core.trigger.Webhook "
+        "gives 'body', and the flow has no trigger"
+    ]
+    assert "1 flow(s) valid; 1 warning(s)" in result.stderr
+    report = json.loads(headwater("validate", "--format", "json", str(flow), cwd=tmp_path).stdout)
+    assert report["valid"] is True
+    assert [w["severity"] for w in report["warnings"]] == ["warning"]
 
 
 def test_a_single_file_in_a_flows_folder_is_checked_against_its_place(tmp_path: Path) -> None:
