@@ -343,7 +343,7 @@ def _validate_one(work: tuple[Located, bytes]) -> Validated:
     if source is not None and result.flow is None:
         source = source.without_nodes()  # positions are in the diagnostics
     named = list(flow_references(result.raw))
-    return FlowFile(result.path, source, None, result.diagnostics), named
+    return FlowFile(result.path, source, None, result.diagnostics, result.warnings), named
 
 
 def validation_pool() -> ProcessPoolExecutor:
