@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from headwater.daemon.client import Client
     from headwater.daemon.errors import Diagnostic
     from headwater.daemon.flow.validate import FlowFile
+    from headwater.daemon.plan import Plan
+    from headwater.daemon.progress import Waiting
 
 
 SECRETS_PER_CALL = 100  # secret names asked about in one GET /api/v1/secrets (plan --server)
@@ -299,6 +301,7 @@ def up(**options: object) -> None:
     from headwater.daemon.daemon import Daemon
     from headwater.daemon.datadir import choose_data_dir
     from headwater.daemon.errors import HeadwaterError
+    from headwater.daemon.progress import Waiting
     from headwater.daemon.settings import Settings
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -331,7 +334,12 @@ def up(**options: object) -> None:
                 err=True,
             )
         try:
-            daemon.serve_forever()
+            with Waiting(
+                f"headwater: first sync of {daemon.repository}", daemon.first_sync_done
+            ) as waiting:
+                for handler in writer.handlers:  # a log line starts at the line's beginning
+                    handler.addFilter(waiting.log_filter)
+                daemon.serve_forever()
         except HeadwaterError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
@@ -433,19 +441,15 @@ def plan(
     2 on a usage error. `--format markdown` is meant for a pull-request comment.
     """
     from headwater.daemon.errors import HeadwaterError
-    from headwater.daemon.git import Mirror
     from headwater.daemon.plan import (
         check_head,
         check_repository,
-        default_base,
-        make_plan,
         render_json,
         render_markdown,
         render_text,
         work_tree_root,
-        working_tree_commit,
     )
-    from headwater.daemon.watch import git_dir
+    from headwater.daemon.progress import Waiting
 
     try:
         check_repository(repo_path.resolve())
@@ -455,29 +459,49 @@ def plan(
     except HeadwaterError as exc:
         raise click.UsageError(str(exc)) from None
     server = _given_server()
+    with Waiting(f"asking {server} what it deployed", enabled=server is not None) as waiting:
+        result = _plan_with(waiting, server, repo, base, head, branch, flows_dir)
+    render = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt]
+    click.echo(render(result), nl=False)
+    sys.exit(0 if result.valid else 1)
+
+
+def _plan_with(
+    waiting: Waiting,
+    server: str | None,
+    repo: Path,
+    base: str | None,
+    head: str | None,
+    branch: str,
+    flows_dir: str,
+) -> Plan:
+    """The plan of `headwater plan`; with a server, its deployed commit is the base."""
+    from headwater.daemon.errors import HeadwaterError
+    from headwater.daemon.git import Mirror
+    from headwater.daemon.plan import default_base, make_plan, working_tree_commit
+    from headwater.daemon.watch import git_dir
+
     status: dict[str, Any] = {}
     if server is not None:
         status = _sync_status(server)
         base = _deployed_commit(server, status)  # it must be in this clone: fetch first
+    waiting.step("validating the flows")
     mirror = Mirror.read_only(git_dir(repo))
     try:
         head_sha = mirror.resolve(head) if head else working_tree_commit(repo)
         base_sha = mirror.resolve(base) if base else default_base(repo, branch)
-        result = make_plan(
+        return make_plan(
             mirror,
             base_sha,
             head_sha,
             flows_dir,
-            unset=_unset_on(server) if server is not None else None,
+            unset=_unset_on(server, waiting) if server is not None else None,
             deployed_warnings=status.get("warnings") or [],
         )
     except HeadwaterError as exc:
         raise click.UsageError(str(exc)) from None
     finally:
         mirror.close()
-    render = {"text": render_text, "markdown": render_markdown, "json": render_json}[fmt]
-    click.echo(render(result), nl=False)
-    sys.exit(0 if result.valid else 1)
 
 
 def _sync_status(server: str) -> dict[str, Any]:
@@ -494,7 +518,7 @@ def _deployed_commit(server: str, status: dict[str, Any]) -> str:
     return str(deployed)
 
 
-def _unset_on(server: str) -> Callable[[set[str]], set[str]]:
+def _unset_on(server: str, waiting: Waiting) -> Callable[[set[str]], set[str]]:
     """Asks the daemon which of some secret names it does not have (plan --server)."""
     from urllib.parse import urlencode
 
@@ -502,7 +526,9 @@ def _unset_on(server: str) -> Callable[[set[str]], set[str]]:
 
     def unset(names: set[str]) -> set[str]:
         ordered, missing = sorted(names), set()
+        waiting.step(f"asking {server} which secrets it has")
         for start in range(0, len(ordered), SECRETS_PER_CALL):
+            waiting.count(start, len(ordered))
             chunk = ordered[start : start + SECRETS_PER_CALL]
             found = Client(server).get(f"/api/v1/secrets?{urlencode([('name', n) for n in chunk])}")
             missing |= {s["name"] for s in found.get("secrets", []) if not s.get("set")}
@@ -524,8 +550,11 @@ def sync(ctx: click.Context, to: str | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from headwater.daemon.client import Client
+    from headwater.daemon.progress import Waiting
 
-    outcome = Client(_server()).post("/api/v1/sync", {"to": to} if to else {})
+    server = _server()
+    with Waiting(f"waiting for {server} to sync"):
+        outcome = Client(server).post("/api/v1/sync", {"to": to} if to else {})
     click.echo(
         f"{outcome.get('result')}: {outcome.get('fromCommit') or '-'} -> "
         f"{outcome.get('toCommit') or '-'} (+{outcome.get('added', 0)} "
@@ -777,10 +806,13 @@ def backfill(namespace: str, flow_id: str, trigger_id: str, start: str, end: str
     from urllib.parse import quote
 
     from headwater.daemon.client import Client
+    from headwater.daemon.progress import Waiting
 
     parts = "/".join(quote(part, safe="") for part in (namespace, flow_id, trigger_id))
     path = f"/api/v1/triggers/{parts}/backfill"
-    answer = Client(_server()).post(path, {"from": start, "to": end})
+    server = _server()
+    with Waiting(f"asking {server} to backfill"):
+        answer = Client(server).post(path, {"from": start, "to": end})
     click.echo(
         f"backfill of {namespace}.{flow_id} trigger {trigger_id}: {answer.get('times')} "
         f"time(s) from {answer.get('first')} to {answer.get('last')}, "

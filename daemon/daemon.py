@@ -192,6 +192,10 @@ class Daemon:
     def secret_is_set(self, name: str) -> bool:
         return self.engine.secrets.is_set(name)
 
+    def first_sync_done(self) -> bool:
+        """Whether the sync at start has ended (deployed, or failed and said why)."""
+        return self._synced_once.is_set()
+
     def ready(self) -> tuple[bool, str]:
         try:
             with self.store.read() as tx:
