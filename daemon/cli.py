@@ -14,7 +14,6 @@ from headwater.daemon import defaults
 # Only click and the command definitions load for `headwater --help`; each command
 # imports what it needs when it runs (the flow models alone took 1.6 s, issue 12).
 if TYPE_CHECKING:
-    import logging.handlers
     from collections.abc import Callable
 
     from headwater.daemon.client import Client
@@ -314,52 +313,32 @@ def up(**options: object) -> None:
         sys.exit(1)
     settings = settings.model_copy(update={"data_dir": data.path})
     logging.getLogger("headwater").setLevel(logging.INFO)
-    writer = _log_in_background()
     try:
-        try:
-            daemon = Daemon(settings)
-        except HeadwaterError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+        daemon = Daemon(settings)
+    except HeadwaterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"headwater: deploying {daemon.repository} ({settings.branch}); data in {data.describe()}",
+        err=True,
+    )
+    if data.left_behind is not None:
         click.echo(
-            f"headwater: deploying {daemon.repository} ({settings.branch}); "
-            f"data in {data.describe()}",
+            f"headwater: {data.left_behind} holds data of an earlier daemon, which this "
+            "one does not use (it is inside the working tree): to keep it, move its "
+            f"content to {data.path} while no daemon runs; never commit it",
             err=True,
         )
-        if data.left_behind is not None:
-            click.echo(
-                f"headwater: {data.left_behind} holds data of an earlier daemon, which this "
-                "one does not use (it is inside the working tree): to keep it, move its "
-                f"content to {data.path} while no daemon runs; never commit it",
-                err=True,
-            )
-        try:
-            with Waiting(
-                f"headwater: first sync of {daemon.repository}", daemon.first_sync_done
-            ) as waiting:
-                for handler in writer.handlers:  # a log line starts at the line's beginning
-                    handler.addFilter(waiting.log_filter)
-                daemon.serve_forever()
-        except HeadwaterError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-    finally:
-        writer.stop()  # writes what is queued, then returns
-
-
-def _log_in_background() -> logging.handlers.QueueListener:
-    """The daemon's log records go through a queue to one thread that writes them: a
-    request or a worker never waits for stderr (a slow terminal or journal pipe), and
-    never for the lock of the handler that writes (a fifth of a start request's time)."""
-    import logging.handlers
-    import queue
-
-    root = logging.getLogger()
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, *root.handlers, respect_handler_level=True)
-    root.handlers = [logging.handlers.QueueHandler(records)]
-    listener.start()
-    return listener
+    try:
+        with Waiting(
+            f"headwater: first sync of {daemon.repository}", daemon.first_sync_done
+        ) as waiting:
+            for handler in logging.getLogger().handlers:  # a log line starts the line
+                handler.addFilter(waiting.log_filter)
+            daemon.serve_forever()
+    except HeadwaterError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 @main.command()
