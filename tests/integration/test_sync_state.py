@@ -100,7 +100,9 @@ def test_attempts_a_dead_process_left_running_are_closed_as_interrupted(repo: Wo
         rows = {row["id"]: row for row in tx.syncs()}
     assert rows[dead]["result"] == "Failed"
     assert rows[dead]["finished_at"] is not None
-    assert rows[dead]["message"].startswith("interrupted: the daemon stopped")
+    assert rows[dead]["message"] == (
+        "interrupted: the daemon stopped before this sync finished; nothing of it was deployed"
+    )
     others = [row["result"] for sync_id, row in rows.items() if sync_id != dead]
     assert others == ["Succeeded"]
     assert repo.syncer.close_interrupted() == 0
