@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.git import run_local
 
 DEFAULT_DATA_DIR = Path(".headwater")  # in the current folder, when it is in no git working tree
 DATA_HOME_VARIABLE = "XDG_DATA_HOME"  # the user's data folder (XDG base directories)
@@ -30,17 +31,6 @@ TREE_HASH_CHARS = 12  # of the working tree path's sha256, to tell apart trees o
 GIT_TIMEOUT_SECONDS = 30.0  # `git ls-files` / `git check-ignore`: local work
 DATABASE_FILE = "headwater.db"  # SQLite's file in a data directory (store/db.py)
 TRACKED_SHOWN = 3  # tracked files a refusal names
-# Variables that would point git at another repository than the working tree examined.
-GIT_LOCATION_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
 
 
 class DataDirRefused(HeadwaterError):
@@ -158,19 +148,8 @@ def _ignored(tree: Path, relative: str) -> bool:
 def _git(tree: Path, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
     """Run git in `tree`; DataDirRefused when it fails (what cannot be checked is not
     accepted)."""
-    env = {k: v for k, v in os.environ.items() if k not in GIT_LOCATION_VARS}
-    env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=tree,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_SECONDS,
-            check=False,
-        )
+        result = run_local(tree, args, GIT_TIMEOUT_SECONDS)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DataDirRefused(
             f"cannot ask git whether it would commit the data directory in {tree}: {exc}; "

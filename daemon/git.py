@@ -133,6 +133,38 @@ class TreeEntry:
 # -- checks and scrubbing ---------------------------------------------------------------
 
 
+# Variables that would point git at another repository than the one a local command
+# is meant for (set, for instance, when Headwater is started from a git hook).
+LOCATION_VARS = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+)
+
+
+def run_local(cwd: Path, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`git ARGS` in the local repository `cwd`, never prompting, in the C locale, with
+    the variables that would point it elsewhere removed; raises OSError (no git, no
+    folder) and subprocess.TimeoutExpired for the caller to word."""
+    env = {k: v for k, v in os.environ.items() if k not in LOCATION_VARS}
+    env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` without credentials: userinfo in URLs and every given secret are masked."""
     text = _URL_USERINFO.sub(r"\1***@", text)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from headwater.daemon import defaults
 from headwater.daemon.errors import HeadwaterError
+from headwater.daemon.git import run_local
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +27,6 @@ BRANCH = "main"  # the branch of a new repository
 INITIAL_COMMIT_MESSAGE = "Initial flows from the Headwater template"
 FALLBACK_AUTHOR = ("Headwater", "headwater@localhost")  # when git knows no user
 GIT_TIMEOUT_SECONDS = 60.0  # any one git command of init; local work, so generous
-# Variables that would point git at another repository than the new one (set, for
-# instance, when Headwater is started from a git hook).
-GIT_LOCATION_VARS = (
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-)
 
 
 class TemplateError(HeadwaterError):
@@ -197,21 +186,10 @@ def _fallback_identity(dest: Path) -> list[str]:
 
 def _git(cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> str:
     """Run git in `cwd`; its standard output. TemplateError when it fails."""
-    env = {k: v for k, v in os.environ.items() if k not in GIT_LOCATION_VARS}
-    env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_SECONDS,
-            check=False,
-        )
+        result = run_local(cwd, args, GIT_TIMEOUT_SECONDS)
     except FileNotFoundError:
-        if shutil.which("git", path=env.get("PATH")) is None:
+        if shutil.which("git") is None:
             raise TemplateError("git is not installed (or not on PATH); install git") from None
         raise TemplateError(f"cannot run git in {cwd}: no such folder") from None
     except subprocess.TimeoutExpired:
